@@ -1,0 +1,116 @@
+"""``negopt_config.json``: what a saved generator needs beyond the transformers files.
+
+The prompt template, the generation defaults, and the negopt version that wrote it. Saved beside the model and
+tokenizer by ``NegOptGenerator.save_pretrained`` and by the trainers; read back by ``NegOptGenerator.from_pretrained``.
+A config written by a newer negopt may carry keys this version does not know: they are ignored with a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["CONFIG_NAME", "NegOptConfig", "DEFAULT_GENERATION_KWARGS", "DEFAULT_SEQ2SEQ_TEMPLATE",
+           "DEFAULT_CAUSAL_TEMPLATE"]
+
+CONFIG_NAME = "negopt_config.json"
+
+DEFAULT_SEQ2SEQ_TEMPLATE = "{prompt}"
+DEFAULT_CAUSAL_TEMPLATE = "Prompt: {prompt}\nNegative prompt:"
+
+# Greedy with repetition control: negative prompts are lists of short terms, and small models loop without it.
+DEFAULT_GENERATION_KWARGS: dict[str, Any] = {
+    "max_new_tokens": 64,
+    "num_beams": 1,
+    "do_sample": False,
+    "no_repeat_ngram_size": 3,
+    "repetition_penalty": 1.2,
+}
+
+
+@dataclass
+class NegOptConfig:
+    """The negopt side of a saved generator.
+
+    Args:
+        model_type: ``"seq2seq"`` (T5, Flan-T5, BART) or ``"causal"`` (GPT-2 style).
+        prompt_template: How a user prompt becomes the model input; must contain ``{prompt}``.
+        generation_kwargs: Defaults passed to ``model.generate``; call-time keyword arguments override them.
+        max_input_tokens: Inputs longer than this are truncated with a warning (None: the tokenizer's limit).
+        base_model_name_or_path: The base model a LoRA adapter was trained on, for the model card.
+        negopt_version: The negopt version that wrote the config.
+    """
+
+    model_type: Literal["seq2seq", "causal"] = "seq2seq"
+    prompt_template: str | None = None
+    generation_kwargs: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_GENERATION_KWARGS))
+    max_input_tokens: int | None = None
+    base_model_name_or_path: str | None = None
+    negopt_version: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.model_type not in ("seq2seq", "causal"):
+            raise ValueError(f"model_type must be 'seq2seq' or 'causal', got {self.model_type!r}.")
+        if self.prompt_template is None:
+            self.prompt_template = (
+                DEFAULT_SEQ2SEQ_TEMPLATE if self.model_type == "seq2seq" else DEFAULT_CAUSAL_TEMPLATE
+            )
+        if "{prompt}" not in self.prompt_template:
+            raise ValueError(
+                f"prompt_template must contain '{{prompt}}', got {self.prompt_template!r}. "
+                "Example: 'Write a negative prompt for: {prompt}'."
+            )
+        if not isinstance(self.generation_kwargs, dict):
+            raise TypeError(f"generation_kwargs must be a dict, got {type(self.generation_kwargs).__name__}.")
+        if self.negopt_version is None:
+            from negopt import __version__
+
+            self.negopt_version = __version__
+
+    def format_prompt(self, prompt: str) -> str:
+        """The model input for a user prompt."""
+        return self.prompt_template.replace("{prompt}", prompt)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> str:
+        """Write ``negopt_config.json`` into ``save_directory`` (created if missing); returns the file's path."""
+        os.makedirs(save_directory, exist_ok=True)
+        path = os.path.join(save_directory, CONFIG_NAME)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NegOptConfig:
+        """Build a config; keys this negopt version does not know are ignored with a warning."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            warnings.warn(
+                f"{CONFIG_NAME} has keys this negopt version does not know and ignores: {unknown} "
+                f"(written by negopt {data.get('negopt_version', '?')}). Upgrade negopt to use them.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> NegOptConfig:
+        """Read a ``negopt_config.json``."""
+        with open(path, encoding="utf-8") as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path} is not valid JSON ({e}); delete it or fix it.") from e
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}.")
+        return cls.from_dict(data)
