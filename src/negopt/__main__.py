@@ -1,0 +1,7 @@
+"""``python -m negopt``: the same as the ``negopt`` command."""
+
+import sys
+
+from negopt.cli import main
+
+sys.exit(main())
