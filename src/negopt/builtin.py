@@ -919,8 +919,8 @@ class BuiltinGenerator:
 
     Args:
         max_tokens: The token budget of a negative prompt. Counted with ``count_tokens`` when given, else with
-            :func:`approx_clip_tokens`, a conservative estimate of CLIP tokens. The default leaves room under CLIP's 77
-            tokens (75 plus start and end) for terms of your own.
+            :func:`approx_clip_tokens` (CLIP's count, exact for the built-in vocabulary). The default leaves room
+            under CLIP's 77 tokens (75 plus start and end) for terms of your own.
         max_terms: At most this many terms, or None for no limit other than ``max_tokens``.
         count_tokens: Counts the tokens of a text, e.g. ``lambda t: len(pipe.tokenizer(t).input_ids) - 2``, to budget
             exactly for one text encoder. Called once per term considered, so a slow counter makes each call slower.
@@ -962,14 +962,15 @@ class BuiltinGenerator:
         excluded = {term_key(t) for t in self.exclude_terms}
 
         # Everything that does not depend on the prompt is computed once: for every term that can be output, its
-        # content words (direct rule), the concepts it contradicts (concept rule) and its estimated token count.
+        # key, its content words (direct rule), the concepts it contradicts (concept rule) and its token count.
         vocabulary = dedupe_terms(
             [*self.extra_terms, *_CORE, *_MARKS, *_EXTRAS, *(t for g in (*_SUBJECTS, *_STYLES) for t in g.terms)]
         )
         self._excluded = frozenset(excluded)
-        self._stems = {t: _content_stems(term_key(t)) for t in vocabulary}
+        self._keys = {t: term_key(t) for t in vocabulary}
+        self._stems = {t: _content_stems(self._keys[t]) for t in vocabulary}
         self._contradicts = {
-            t: frozenset(c.name for c in _CONCEPTS if c.drops.search(term_key(t))) for t in vocabulary
+            t: frozenset(c.name for c in _CONCEPTS if c.drops.search(self._keys[t])) for t in vocabulary
         }
         self._tokens = {t: approx_clip_tokens(t) for t in vocabulary}
         self._separator_tokens = approx_clip_tokens(", ")
@@ -1022,16 +1023,14 @@ class BuiltinGenerator:
         for tier in tiers:
             kept: list[str] = []
             for term in tier:
-                key = term_key(term)
+                key = self._keys[term]
                 if not key or key in seen:
                     continue
                 seen.add(key)
                 if key in self._excluded:
                     continue
-                stems = self._stems.get(term)
-                if stems is None:  # pragma: no cover - every term is precomputed in __init__
-                    stems = _content_stems(key)
-                if (stems and stems <= prompt_stems) or (self._contradicts.get(term, frozenset()) & asks):
+                stems = self._stems[term]
+                if (stems and stems <= prompt_stems) or (self._contradicts[term] & asks):
                     removed.append(term)
                     continue
                 kept.append(term)
@@ -1050,17 +1049,13 @@ class BuiltinGenerator:
         for term in terms:
             if self.max_terms is not None and len(kept) >= self.max_terms:
                 break
-            cost = self._tokens.get(term)
-            if cost is None:  # pragma: no cover - every term is precomputed in __init__
-                cost = approx_clip_tokens(term)
-            cost += self._separator_tokens if kept else 0
+            cost = self._tokens[term] + (self._separator_tokens if kept else 0)
             if used + cost <= self.max_tokens:
                 kept.append(term)
                 used += cost
         return kept
 
-    def _negative(self, prompt: str, rng: random.Random | None) -> str:
-        tiers = self._compose(prompt)[0]
+    def _negative(self, tiers: list[list[str]], rng: random.Random | None) -> str:
         if rng is not None:
             # A variant: the user's terms and the core quality terms stay first and whole; each later tier is
             # shuffled and thinned, so terms that the budget cut from the default negative get a turn.
@@ -1072,14 +1067,18 @@ class BuiltinGenerator:
             tiers = varied
         return join_terms(self._fit([t for tier in tiers for t in tier]))
 
-    def _candidates(self, prompt: str, k: int, seed: int) -> list[str]:
+    def _one(self, prompt: str, k: int, seed: int) -> str | list[str]:
+        tiers = self._compose(prompt)[0]
+        first = self._negative(tiers, None)
+        if k == 1:
+            return first
         # The stream depends on the prompt and the seed, not on the prompt's position in a batch.
         rng = random.Random(zlib.crc32(prompt.encode("utf-8")) ^ (seed * 0x9E3779B1 & 0xFFFFFFFFFFFF))
-        out = [self._negative(prompt, None)]
-        seen = {out[0]}
+        out = [first]
+        seen = {first}
         tries = 0
         while len(out) < k:
-            candidate = self._negative(prompt, rng)
+            candidate = self._negative(tiers, rng)
             tries += 1
             # Distinct where the vocabulary allows; a prompt with very few possible terms repeats after enough tries.
             if candidate not in seen or tries > 8 * k:
@@ -1143,11 +1142,6 @@ class BuiltinGenerator:
             if not isinstance(p, str):
                 raise TypeError(f"prompt[{i}] must be a str, got {type(p).__name__}: {_short(p)}")
         return [self._one(p, num_candidates, seed) for p in prompt]
-
-    def _one(self, prompt: str, k: int, seed: int) -> str | list[str]:
-        if k == 1:
-            return self._negative(prompt, None)
-        return self._candidates(prompt, k, seed)
 
     def __repr__(self) -> str:
         counter = (
