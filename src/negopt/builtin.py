@@ -23,18 +23,18 @@ Text-bearing objects (signs, posters, logos, quoted words) always count as askin
 "a no parking sign" still shows text.
 
 Where the vocabulary comes from:
-    Curated by hand from negative prompts that the Stable Diffusion community has shared widely since 2022, not
-    computed from any data set. The universal quality terms and the anatomy terms come from the two lists that most
-    community negatives descend from: the anime-model default ("lowres, bad anatomy, bad hands, text, error, missing
-    fingers, extra digit, fewer digits, cropped, worst quality, low quality, normal quality, jpeg artifacts,
-    signature, watermark, username, blurry") and the Stable Diffusion 1.x list popularised with AUTOMATIC1111's web
-    UI ("tiling, poorly drawn hands, poorly drawn feet, poorly drawn face, out of frame, extra limbs, disfigured,
-    deformed, body out of frame, bad anatomy, watermark, signature, cut off, low contrast, underexposed,
-    overexposed, bad art, beginner, amateur, distorted face"). These are the kind of negatives that fill Negative
-    Prompts DB (``mikeogezi/negopt_full``, user posts from Playground AI, which NegOpt trains on); we did not count
-    term frequencies in it and claim no statistics. The subject-specific terms for vehicles, food, architecture,
-    products and pixel art, and the style-conflict lists, are our own, written in the same style. Users add or remove
-    terms with ``extra_terms`` and ``exclude_terms``.
+    Curated by hand from negative prompts that the Stable Diffusion community has shared widely since 2022; nothing
+    here is computed from a data set. The universal quality terms and the anatomy terms come from two lists that
+    circulated widely and that many community negatives build on: the anime-model default ("lowres, bad anatomy, bad
+    hands, text, error, missing fingers, extra digit, fewer digits, cropped, worst quality, low quality, normal
+    quality, jpeg artifacts, signature, watermark, username, blurry") and the Stable Diffusion 1.x list passed around
+    with AUTOMATIC1111's web UI ("tiling, poorly drawn hands, poorly drawn feet, poorly drawn face, out of frame,
+    extra limbs, disfigured, deformed, body out of frame, bad anatomy, watermark, signature, cut off, low contrast,
+    underexposed, overexposed, bad art, beginner, amateur, distorted face"). Negative Prompts DB
+    (``mikeogezi/negopt_full``), which NegOpt trains on, collects negatives that Playground AI users wrote in this
+    community style; we did not count term frequencies in it and claim no statistics about it. The subject-specific
+    terms for vehicles, food, architecture, products and pixel art, and the style-conflict lists, are our own,
+    written in the same style. Users add or remove terms with ``extra_terms`` and ``exclude_terms``.
 
 Content filtering is not its job: it adds no "nsfw" or similar terms; pass them in ``extra_terms`` if you want them.
 """
@@ -105,18 +105,18 @@ def _group(
 
 
 _PERSON = _words(
-    "person, people, man, men, woman, women, girl, boy, child, children, kid, baby, babies, "
-    "toddler, teen, teenager, lady, ladies, guy, gentleman, gentlemen, human, humanoid, crowd, "
-    "couple, family, families, friend, mother, father, mom, dad, grandmother, grandfather, grandma, "
-    "grandpa, bride, groom, wife, husband, daughter, son, sister, brother, soldier, knight, "
-    "warrior, king, queen, princess, prince, wizard, witch, sorcer(?:er|ess), elf, elves, nurse, "
-    "doctor, chef, cook, farmer, fisherman, fishermen, dancer, athlete, player, fashion model, "
-    "actor, actress, businessman, businesswoman, student, teacher, worker, astronaut, samurai, "
-    "ninja, cowboy, cowgirl, pirate, monk, priest, nun, policeman, police officer, firefighter, "
-    "musician, guitarist, singer, drummer, pianist, painter, scientist, surfer, skater, "
-    "skateboarder, hiker, climber, runner, boxer, wrestler, ballerina, geisha, viking, gladiator, "
-    "superhero, villain, detective, cyborg, android, vampire, zombie, character, selfie, he, she, "
-    "him, his, her, self-portrait, headshot"
+    r"person, people, man, men, woman, women, girl, boy, \dgirl, \dboy, child, children, kid, baby, "
+    "babies, toddler, teen, teenager, lady, ladies, guy, gentleman, gentlemen, human, humanoid, "
+    "crowd, couple, family, families, friend, mother, father, mom, dad, grandmother, grandfather, "
+    "grandma, grandpa, bride, groom, wife, husband, daughter, son, sister, brother, soldier, "
+    "knight, warrior, king, queen, princess, prince, wizard, witch, sorcer(?:er|ess), elf, elves, "
+    "nurse, doctor, chef, cook, farmer, fisherman, fishermen, dancer, athlete, player, fashion "
+    "model, actor, actress, businessman, businesswoman, student, teacher, worker, astronaut, "
+    "samurai, ninja, cowboy, cowgirl, pirate, monk, priest, nun, policeman, police officer, "
+    "firefighter, musician, guitarist, singer, drummer, pianist, painter, scientist, surfer, "
+    "skater, skateboarder, hiker, climber, runner, boxer, wrestler, ballerina, geisha, viking, "
+    "gladiator, superhero, villain, detective, cyborg, android, vampire, zombie, character, selfie, "
+    "he, she, him, his, her, self-portrait, headshot"
 )
 _FACE = _words(
     r"portrait, self-portrait, headshot, (?<!clock\s)(?<!cliff\s)(?<!rock\s)(?<!watch\s)face, "
@@ -904,7 +904,7 @@ class BuiltinAnalysis:
 _IGNORED_KWARGS = frozenset(
     "batch_size max_new_tokens min_new_tokens do_sample temperature top_p top_k typical_p "
     "num_beams num_beam_groups diversity_penalty repetition_penalty no_repeat_ngram_size length_penalty "
-    "early_stopping generation_config show_progress progress_bar device max_input_tokens".split()
+    "early_stopping generation_config show_progress progress_bar max_input_tokens".split()
 )
 
 
@@ -1133,6 +1133,8 @@ class BuiltinGenerator:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}: {seed!r}")
         seed = 0 if seed is None else seed
+        if kwargs:
+            logger.debug("BuiltinGenerator ignores the model-generation options %s", sorted(kwargs))
 
         if isinstance(prompt, str):
             return self._one(prompt, num_candidates, seed)
