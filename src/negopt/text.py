@@ -28,6 +28,34 @@ _WEIGHT = re.compile(r":\s*[-+]?\d*\.?\d+\s*$")
 _OPEN, _CLOSE = "([{<", ")]}>"
 
 
+def _unclosed_openers(text: str) -> set[int]:
+    """Positions of the unescaped opening brackets of ``text`` that no closing bracket matches."""
+    stack: list[int] = []
+    prev = ""
+    for i, ch in enumerate(text):
+        if prev != "\\" and ch in _OPEN:
+            stack.append(i)
+        elif prev != "\\" and ch in _CLOSE and stack:
+            stack.pop()
+        prev = ch
+    return set(stack)
+
+
+def _wrapped(key: str) -> bool:
+    """Whether ``key`` is one bracketed group: ``(a, b)`` yes, ``(a) (b)`` no."""
+    if len(key) < 2 or key[0] not in "([" or key[-1] not in ")]":
+        return False
+    depth = 0
+    for i, ch in enumerate(key):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+            if depth == 0 and i < len(key) - 1:
+                return False
+    return depth == 0
+
+
 def split_terms(text: str | None) -> list[str]:
     """Split a negative prompt into terms at top-level commas and newlines.
 
@@ -42,12 +70,15 @@ def split_terms(text: str | None) -> list[str]:
     """
     if not text:
         return []
+    # An opening bracket that is never closed (common in model output) is literal: it must not swallow every comma
+    # after it into one term.
+    unclosed = _unclosed_openers(text)
     terms: list[str] = []
     depth = 0
     current: list[str] = []
     prev = ""
-    for ch in text:
-        if prev != "\\" and ch in _OPEN:
+    for i, ch in enumerate(text):
+        if prev != "\\" and ch in _OPEN and i not in unclosed:
             depth += 1
         elif prev != "\\" and ch in _CLOSE and depth > 0:
             depth -= 1
@@ -72,7 +103,7 @@ def term_key(term: str) -> str:
     key = term.strip().lower()
     while True:
         before = key
-        if len(key) >= 2 and key[0] in "([" and key[-1] in ")]":
+        if _wrapped(key):
             key = key[1:-1].strip()
         key = _WEIGHT.sub("", key).strip() if key != before or ":" in key else key
         if key == before:
@@ -114,7 +145,9 @@ def strip_weights(text: str) -> str:
     """
     out = re.sub(r"(?<!\\):\s*[-+]?\d*\.?\d+\s*(?=[)\]])", "", text)
     out = re.sub(r"(?<!\\)[()\[\]]", "", out)
-    return clean_negative(out.replace("\\(", "(").replace("\\)", ")"))
+    for escaped in ("\\(", "\\)", "\\[", "\\]"):
+        out = out.replace(escaped, escaped[1])
+    return clean_negative(out)
 
 
 def strip_echo(text: str, prompt: str) -> str:
@@ -125,7 +158,9 @@ def strip_echo(text: str, prompt: str) -> str:
     """
     stripped = text.strip()
     p = prompt.strip()
-    if p and stripped.lower().startswith(p.lower()):
+    # Only a whole-word prefix is an echo: the prompt "a cat" must not eat the start of "a catastrophe".
+    whole_word = not (p[-1:].isalnum() and stripped[len(p) : len(p) + 1].isalnum())
+    if p and stripped.lower().startswith(p.lower()) and whole_word:
         stripped = stripped[len(p) :].lstrip(" ,.:;-\n")
     prompt_keys = {term_key(t) for t in split_terms(prompt)} | {term_key(p)}
     prompt_keys.discard("")

@@ -1,0 +1,182 @@
+"""negopt.text: splitting, keys, dedupe, emphasis, echo removal, merging and the token budget."""
+
+import pytest
+
+from negopt.text import (
+    clean_negative,
+    dedupe_terms,
+    fit_terms,
+    join_terms,
+    merge_negatives,
+    split_terms,
+    strip_echo,
+    strip_weights,
+    term_key,
+)
+
+
+# ------------------------------------------------------------------------------------------------- split_terms
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("blurry, low quality,watermark", ["blurry", "low quality", "watermark"]),
+        ("(ugly, deformed:1.2), blurry", ["(ugly, deformed:1.2)", "blurry"]),
+        ("((bad hands, (extra fingers:1.3))), text", ["((bad hands, (extra fingers:1.3)))", "text"]),
+        ("[cropped, out of frame], ok", ["[cropped, out of frame]", "ok"]),
+        ("<lora:neg, v2:0.5>, blurry", ["<lora:neg, v2:0.5>", "blurry"]),
+        ("blurry\nwatermark\n\nugly", ["blurry", "watermark", "ugly"]),
+        ("blurry; watermark", ["blurry", "watermark"]),
+        ("  blurry  ,,  ,  low   quality.  ", ["blurry", "low quality"]),
+        # Escaped brackets are literal: they neither open nor close a group.
+        (r"\(artist\), blurry", [r"\(artist\)", "blurry"]),
+        (r"\(a, b\)", [r"\(a", r"b\)"]),
+        # A closing bracket with no opener does not make the depth negative.
+        ("blurry), ugly, text", ["blurry)", "ugly", "text"]),
+        ("", []),
+        (None, []),
+    ],
+)
+def test_split_terms(text, expected):
+    assert split_terms(text) == expected
+
+
+def test_split_terms_unclosed_bracket_does_not_swallow_the_rest():
+    # Model output often ends an emphasis group without closing it; the terms after it must still be terms.
+    assert split_terms("(worst quality:1.4), (low quality, blurry, watermark") == [
+        "(worst quality:1.4)",
+        "(low quality",
+        "blurry",
+        "watermark",
+    ]
+    # A matched group before an unclosed one keeps its inner comma.
+    assert split_terms("(a, b), (c, d") == ["(a, b)", "(c", "d"]
+
+
+# ---------------------------------------------------------------------------------------------------- term_key
+@pytest.mark.parametrize(
+    ("term", "key"),
+    [
+        ("Blurry", "blurry"),
+        ("((Blurry:1.3))", "blurry"),
+        ("(blurry:1.3)", "blurry"),
+        ("[watermark]", "watermark"),
+        ("[(bad hands:1.1)]", "bad hands"),
+        ("blurry:0.8", "blurry"),
+        ("bad_anatomy", "bad anatomy"),
+        ("  low    quality ", "low quality"),
+        ("<lora:neg:0.5>", "<lora:neg:0.5>"),
+        ("EasyNegative", "easynegative"),
+        # Two groups side by side are not one wrapped group: their brackets stay.
+        ("(ugly) (deformed)", "(ugly) (deformed)"),
+        ("[a] or (b)", "[a] or (b)"),
+    ],
+)
+def test_term_key(term, key):
+    assert term_key(term) == key
+
+
+# ------------------------------------------------------------------------------------------------ dedupe, clean
+def test_dedupe_terms_keeps_first_spelling_and_order():
+    terms = ["(Blurry:1.2)", "watermark", "blurry", "BLURRY", "((watermark))", "text", ""]
+    assert dedupe_terms(terms) == ["(Blurry:1.2)", "watermark", "text"]
+
+
+def test_join_terms():
+    assert join_terms(["a", "b c"]) == "a, b c"
+    assert join_terms([]) == ""
+
+
+def test_clean_negative_normalises_and_keeps_weights():
+    assert clean_negative(" blurry ,, (bad hands:1.3),  Blurry , watermark ") == "blurry, (bad hands:1.3), watermark"
+    assert clean_negative("blurry\n(BLURRY:1.1)\nugly.") == "blurry, ugly"
+    assert clean_negative(None) == ""
+    assert clean_negative("") == ""
+
+
+# ------------------------------------------------------------------------------------------------ strip_weights
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("(blurry:1.3), ((bad hands)), [text]", "blurry, bad hands, text"),
+        ("(ugly, deformed:1.2), watermark", "ugly, deformed, watermark"),
+        ("(worst quality:1.4), worst quality", "worst quality"),
+        ("<lora:neg:0.5>, (blurry:0.9)", "<lora:neg:0.5>, blurry"),
+        # Escaped brackets are literal text: unescaped, not removed.
+        (r"\(artist\), (blurry:1.2)", "(artist), blurry"),
+        (r"\[x\], y", "[x], y"),
+    ],
+)
+def test_strip_weights(text, expected):
+    assert strip_weights(text) == expected
+
+
+# -------------------------------------------------------------------------------------------------- strip_echo
+def test_strip_echo_removes_a_leading_copy_of_the_prompt():
+    assert strip_echo("a cat on a sofa, blurry, watermark", "a cat on a sofa") == "blurry, watermark"
+    assert strip_echo("A Cat On A Sofa: blurry", "a cat on a sofa") == "blurry"
+
+
+def test_strip_echo_removes_prompt_terms_anywhere():
+    assert strip_echo("blurry, red dress, watermark, Night", "a woman, red dress, night") == "blurry, watermark"
+
+
+def test_strip_echo_only_strips_whole_words():
+    # "a cat" is a prefix of "a catastrophe" as text, not as words: nothing is an echo here.
+    assert strip_echo("a catastrophe, blurry", "a cat") == "a catastrophe, blurry"
+
+
+def test_strip_echo_keeps_unrelated_output_and_empty_prompt():
+    assert strip_echo("blurry, ugly", "") == "blurry, ugly"
+    assert strip_echo("blurry, ugly", "a dog") == "blurry, ugly"
+
+
+# --------------------------------------------------------------------------------------------- merge_negatives
+def test_merge_negatives_user_first_verbatim():
+    merged = merge_negatives("easynegative, (blurry:1.2), <lora:bad-hands:0.7>", "Blurry, watermark, bad hands")
+    assert merged == "easynegative, (blurry:1.2), <lora:bad-hands:0.7>, watermark, bad hands"
+
+
+@pytest.mark.parametrize(
+    ("user", "generated", "expected"),
+    [
+        (None, "blurry, watermark", "blurry, watermark"),
+        ("", "blurry", "blurry"),
+        ("ugly", None, "ugly"),
+        (None, None, ""),
+        ("EasyNegative, bad-hands-5", "easynegative, text", "EasyNegative, bad-hands-5, text"),
+    ],
+)
+def test_merge_negatives_edge_cases(user, generated, expected):
+    assert merge_negatives(user, generated) == expected
+
+
+# --------------------------------------------------------------------------------------------------- fit_terms
+def _words(text: str) -> int:
+    return len(text.replace(",", " ").split())
+
+
+def test_fit_terms_keeps_whole_terms_in_order_within_budget():
+    terms = ["worst quality", "blurry", "extra fingers on the left hand", "watermark", "text"]
+    kept, dropped = fit_terms(terms, 5, _words)
+    # The long term does not fit; the shorter ones after it still do.
+    assert kept == ["worst quality", "blurry", "watermark", "text"]
+    assert dropped == ["extra fingers on the left hand"]
+    assert _words(join_terms(kept)) <= 5
+
+
+def test_fit_terms_counts_the_joined_text():
+    calls = []
+
+    def count(text: str) -> int:
+        calls.append(text)
+        return len(text)
+
+    kept, dropped = fit_terms(["ab", "cd", "ef"], 6, count)
+    assert kept == ["ab", "cd"]  # "ab, cd" is 6 characters; "ab, cd, ef" is 10
+    assert dropped == ["ef"]
+    assert calls == ["ab", "ab, cd", "ab, cd, ef"]
+
+
+def test_fit_terms_zero_budget_and_empty_input():
+    assert fit_terms(["a", "b"], 0, _words) == ([], ["a", "b"])
+    assert fit_terms([], 10, _words) == ([], [])
