@@ -14,8 +14,13 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["CONFIG_NAME", "NegOptConfig", "DEFAULT_GENERATION_KWARGS", "DEFAULT_SEQ2SEQ_TEMPLATE",
-           "DEFAULT_CAUSAL_TEMPLATE"]
+__all__ = [
+    "CONFIG_NAME",
+    "NegOptConfig",
+    "DEFAULT_GENERATION_KWARGS",
+    "DEFAULT_SEQ2SEQ_TEMPLATE",
+    "DEFAULT_CAUSAL_TEMPLATE",
+]
 
 CONFIG_NAME = "negopt_config.json"
 
