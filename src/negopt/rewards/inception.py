@@ -218,13 +218,19 @@ class InceptionReward:
 
     @torch.no_grad()
     def logits(self, images) -> torch.Tensor:
-        """The classifier's ``(N, K)`` logits for a batch of images, float32 on the CPU."""
-        from negopt.rewards._common import to_uint8_tensor
+        """The classifier's ``(N, K)`` logits for a batch of images of one size, float32 on the CPU."""
+        from negopt.rewards._common import to_uint8_arrays, to_uint8_tensor
 
-        batch = to_uint8_tensor(images)
+        arrays = to_uint8_arrays(images)
+        sizes = {a.shape[:2] for a in arrays}
+        if len(sizes) > 1:
+            raise ValueError(
+                f"images have different sizes {sorted(sizes)}; resize them to one size before scoring them together."
+            )
         out = []
-        for start in range(0, batch.shape[0], self.batch_size):
-            chunk = batch[start : start + self.batch_size].to(self.device)
+        for start in range(0, len(arrays), self.batch_size):
+            # One chunk at a time becomes a tensor: a large set never exists twice in memory.
+            chunk = to_uint8_tensor(arrays[start : start + self.batch_size]).to(self.device)
             logits = _logits(self.classifier(chunk))
             if logits.ndim != 2 or logits.shape[0] != chunk.shape[0]:
                 raise ValueError(
