@@ -28,6 +28,15 @@ from tiny_clip import COLORS, ColorClassifier, color_image, save_tiny_image_clas
 CAPTIONS = [f"a photo of {name}" for name in COLORS]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # These models are so small that two threads on a shared CPU are much slower than one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("clip")
@@ -190,6 +199,8 @@ def test_aesthetic_head_files(tmp_path, head_dir):
         AestheticMLP.from_pretrained(wrong)
     with pytest.raises(FileNotFoundError, match="neither a file, a folder"):
         AestheticMLP.from_pretrained(str(tmp_path / "missing" / "dir"))
+    with pytest.raises(FileNotFoundError, match="not in the local hub cache"):  # the tests run offline
+        AestheticMLP.from_pretrained("someone/no-such-head", cache_dir=str(tmp_path / "cache"))
 
 
 # --------------------------------------------------------------------------------------------------- inception

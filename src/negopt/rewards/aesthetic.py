@@ -183,13 +183,18 @@ def _resolve_head_file(source: str, weights_name: str | None, hub: HubOptions) -
     if source.startswith((".", "/", "~", "\\")) or source.count("/") > 1 or "\\" in source:
         raise FileNotFoundError(f"the aesthetic head {source!r} is neither a file, a folder, nor a hub repo id.")
     from huggingface_hub import hf_hub_download, list_repo_files
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     name = weights_name or AESTHETIC_HEAD_WEIGHTS_NAME
     try:
         return hf_hub_download(source, name, **hub)
+    except LocalEntryNotFoundError as e:
+        raise FileNotFoundError(
+            f"the aesthetic head {source!r} is not in the local hub cache and the hub cannot be reached "
+            "(offline, or local_files_only=True); load it once online, or pass a local file or folder."
+        ) from e
     except EntryNotFoundError:
-        if weights_name or hub["local_files_only"]:
+        if weights_name:
             raise FileNotFoundError(f"no {name!r} in the hub repo {source!r}; {_CONVERT}.") from None
     files = list_repo_files(source, revision=hub["revision"], token=hub["token"])
     found = [f for f in files if f.endswith(".safetensors")]
