@@ -118,6 +118,223 @@ def _run_env(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------------- eval
+_EVAL_METRICS = ("aesthetic", "clip", "inception", "pickscore")
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="compare negative prompts on a pipeline: report, image grid, bar chart",
+        description="Render each prompt with no negative prompt, with the prompts' own negatives (if any), with the "
+        "built-in generator and with each --generator, using the same seed per prompt; score the images (aesthetics, "
+        "CLIP score, Inception Score by default) and write report.json, report.md, grid.png and metrics.png to "
+        "--output-dir. Rerunning with the same --output-dir reuses the images already rendered.",
+    )
+    p.add_argument("--pipeline", required=True, help="a diffusers pipeline folder or hub id")
+    p.add_argument("--revision", help="hub revision of --pipeline")
+    p.add_argument(
+        "--generator",
+        action="append",
+        default=[],
+        metavar="NAME=PATH_OR_ID",
+        help="a generator to evaluate, named NAME in the report (repeatable)",
+    )
+    p.add_argument("--no-builtin", action="store_true", help="leave out the built-in generator")
+    p.add_argument("--no-none", action="store_true", help="leave out the no-negative-prompt baseline")
+    p.add_argument(
+        "--prompts",
+        required=True,
+        metavar="FILE_OR_DATASET",
+        help="a .txt (one prompt a line), .jsonl/.json or .csv file (prompt, negative_prompt), a saved dataset "
+        "folder, or a hub dataset id",
+    )
+    p.add_argument("--split", help="dataset split (default: test if there is one, else train)")
+    p.add_argument("--prompt-column", default="prompt", help="column of the prompts (default prompt)")
+    p.add_argument("--negative-column", default="negative_prompt", help="column of their negatives")
+    p.add_argument("--num-prompts", type=int, metavar="N", help="evaluate the first N prompts")
+    p.add_argument("--output-dir", required=True, help="where the images, report and figures go")
+    p.add_argument("--seed", type=int, default=0, help="prompt i uses seed + i (default 0)")
+    p.add_argument("--steps", type=int, help="num_inference_steps of the pipeline")
+    p.add_argument("--guidance-scale", type=float, help="guidance_scale of the pipeline")
+    p.add_argument("--height", type=int, help="image height")
+    p.add_argument("--width", type=int, help="image width")
+    p.add_argument("--batch-size", type=int, default=4, help="prompts per pipeline call (default 4)")
+    p.add_argument("--device", help="device for the pipeline, generators and metrics, e.g. cuda")
+    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="the pipeline's dtype")
+    p.add_argument(
+        "--metric",
+        action="append",
+        choices=_EVAL_METRICS,
+        help="a metric to report (repeatable; default aesthetic, clip, inception)",
+    )
+    p.add_argument("--clip-model", help="CLIP folder or hub id for the CLIP score")
+    p.add_argument("--aesthetic-clip-model", help="CLIP folder or hub id for the aesthetic predictor")
+    p.add_argument("--aesthetic-head", help="the aesthetic predictor's MLP head: safetensors file, folder or hub id")
+    p.add_argument(
+        "--inception-model",
+        help="image classifier folder or hub id for the Inception Score (default torch-fidelity's Inception v3)",
+    )
+    p.add_argument("--pickscore-model", help="PickScore model folder or hub id")
+    p.add_argument("--pickscore-processor", help="PickScore processor folder or hub id")
+    p.add_argument("--local-files-only", action="store_true", help="load every model from folders or the cache")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--grid-rows", type=int, default=8, help="prompts shown in grid.png (default 8)")
+    p.set_defaults(func=_run_eval)
+
+
+def _eval_prompts(args: argparse.Namespace) -> list[dict]:
+    """Read --prompts into a list of {'prompt', 'negative_prompt'}."""
+    import csv
+    import os
+
+    source, pcol, ncol = args.prompts, args.prompt_column, args.negative_column
+
+    def row(item, where: str) -> dict:
+        if isinstance(item, str):
+            return {"prompt": item}
+        if not isinstance(item, dict) or pcol not in item:
+            raise UsageError(f"{where}: expected a string or an object with a {pcol!r} key, got {item!r:.80}")
+        return {"prompt": item[pcol], "negative_prompt": item.get(ncol) or None}
+
+    if os.path.isfile(source):
+        try:
+            with open(source, encoding="utf-8") as f:
+                if source.endswith(".jsonl"):
+                    items = [json.loads(line) for line in f if line.strip()]
+                elif source.endswith(".json"):
+                    items = json.load(f)
+                    if not isinstance(items, list):
+                        raise UsageError(f"--prompts {source!r}: expected a JSON list")
+                elif source.endswith(".csv"):
+                    items = list(csv.DictReader(f))
+                else:
+                    items = [line.strip() for line in f if line.strip()]
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UsageError(f"cannot read --prompts {source!r}: {e}") from e
+        rows = [row(item, f"--prompts {source!r} item {i}") for i, item in enumerate(items)]
+    elif source.endswith((".txt", ".json", ".jsonl", ".csv")):
+        raise UsageError(f"--prompts {source!r}: no such file")
+    else:
+        try:
+            import datasets
+        except ImportError as e:
+            raise ImportError('reading prompts from a dataset needs datasets: pip install "negopt[train]"') from e
+        try:
+            if os.path.isdir(source) and os.path.isfile(os.path.join(source, "dataset_dict.json")):
+                data = datasets.load_from_disk(source)
+            elif os.path.isdir(source) and os.path.isfile(os.path.join(source, "dataset_info.json")):
+                data = datasets.load_from_disk(source)
+            else:
+                data = datasets.load_dataset(source)
+        except Exception as e:  # datasets raises many kinds; all mean the same thing to the user
+            raise UsageError(f"cannot load --prompts {source!r} as a file or dataset: {e}") from e
+        if isinstance(data, datasets.DatasetDict):
+            split = args.split or ("test" if "test" in data else next(iter(data)))
+            if split not in data:
+                raise UsageError(f"--split {split!r} is not in {source!r} (splits: {', '.join(data)})")
+            data = data[split]
+        if pcol not in data.column_names:
+            raise UsageError(
+                f"--prompt-column {pcol!r} is not a column of {source!r} ({', '.join(data.column_names)})"
+            )
+        if args.num_prompts is not None:
+            data = data.select(range(min(args.num_prompts, len(data))))
+        negatives = data[ncol] if ncol in data.column_names else [None] * len(data)
+        rows = [{"prompt": p, "negative_prompt": n or None} for p, n in zip(data[pcol], negatives)]
+    if args.num_prompts is not None:
+        rows = rows[: args.num_prompts]
+    if not rows:
+        raise UsageError(f"no prompts in --prompts {source!r}")
+    return rows
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    if args.num_prompts is not None and args.num_prompts < 1:
+        raise UsageError(f"--num-prompts must be at least 1, got {args.num_prompts}")
+    generators: dict = {}
+    for spec in args.generator:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--generator takes NAME=PATH_OR_ID, got {spec!r}")
+        if name in generators or (name == "builtin" and not args.no_builtin):
+            raise UsageError(f"--generator name {name!r} is used twice")
+        generators[name] = path
+    prompts = _eval_prompts(args)
+
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from negopt.eval import default_metrics, evaluate
+
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    try:
+        pipe = DiffusionPipeline.from_pretrained(
+            args.pipeline,
+            revision=args.revision,
+            torch_dtype=dtype,
+            use_safetensors=True,
+            local_files_only=args.local_files_only,
+        )
+    except OSError as e:
+        raise UsageError(f"cannot load --pipeline {args.pipeline!r}: {e}") from e
+    if args.device:
+        pipe.to(args.device)
+    loaded: dict = {}
+    if not args.no_builtin:
+        from negopt.builtin import BuiltinGenerator
+
+        loaded["builtin"] = BuiltinGenerator()
+    if generators:
+        from negopt.generator import NegOptGenerator
+
+        for name, path in generators.items():
+            loaded[name] = NegOptGenerator.from_pretrained(
+                path, device=args.device, local_files_only=args.local_files_only
+            )
+    metrics = default_metrics(
+        tuple(dict.fromkeys(args.metric or ("aesthetic", "clip", "inception"))),
+        clip_model=args.clip_model,
+        aesthetic_clip_model=args.aesthetic_clip_model,
+        aesthetic_head=args.aesthetic_head,
+        inception_model=args.inception_model,
+        pickscore_model=args.pickscore_model,
+        pickscore_processor=args.pickscore_processor,
+        device=args.device,
+        local_files_only=args.local_files_only,
+    )
+    pipeline_kwargs = {
+        key: value
+        for key, value in (
+            ("num_inference_steps", args.steps),
+            ("guidance_scale", args.guidance_scale),
+            ("height", args.height),
+            ("width", args.width),
+        )
+        if value is not None
+    }
+    report = evaluate(
+        pipe,
+        prompts,
+        generators=loaded,
+        metrics=metrics,
+        output_dir=args.output_dir,
+        seed=args.seed,
+        include_none=not args.no_none,
+        pipeline_kwargs=pipeline_kwargs,
+        batch_size=args.batch_size,
+        num_bootstrap=args.bootstrap,
+        grid_rows=args.grid_rows,
+    )
+    from negopt.eval import report_markdown
+
+    print(report_markdown(report), end="")
+    print()
+    for path in report["files"].values():
+        print(f"wrote {path}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="negopt", description="Negative prompts written for you.")
@@ -126,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_generate(sub)
     _add_env(sub)
+    _add_eval(sub)
     return parser
 
 
