@@ -65,8 +65,11 @@ class InceptionScoreMetric:
             sets.
         device: Where the classifier runs.
         batch_size: Images per forward pass.
-        **hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only``, ``use_safetensors`` for a
-            classifier given by name.
+        revision: Hub revision of a classifier given by name.
+        cache_dir: Hub cache folder.
+        token: Hub token.
+        local_files_only: Load the classifier from a folder or the cache only.
+        use_safetensors: Load safetensors weights only (the default); False allows pickle files you trust.
     """
 
     def __init__(
