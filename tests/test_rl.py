@@ -158,6 +158,32 @@ def test_logprobs_match_generate(tmp_path, pipe, bases, kind):
     torch.testing.assert_close(mine[:, :steps][mask], ref[mask], atol=1e-4, rtol=1e-4)
 
 
+# ------------------------------------------------------------------------------------------------------ advantages
+def test_advantages(tmp_path, pipe, bases):
+    nan = float("nan")
+    rewards = torch.tensor([1.0, 2.0, 3.0, 4.0, nan, 1.0, 1.0, 5.0])
+    trainer = _trainer(pipe, bases, tmp_path)
+    adv, weight, skipped = trainer._advantages(rewards, None)
+    # Leave-one-out: each reward minus the mean of the other finite rewards of its prompt.
+    expected = [1 - 3, 2 - 8 / 3, 3 - 7 / 3, 4 - 2, 0.0, 1 - 3, 1 - 3, 5 - 1]
+    torch.testing.assert_close(adv, torch.tensor(expected))
+    assert weight.tolist() == [1, 1, 1, 1, 0, 1, 1, 1] and skipped == 0
+
+    trainer.config.advantage = "group_norm"
+    adv, _, _ = trainer._advantages(rewards, None)
+    g0 = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    torch.testing.assert_close(adv[:4], (g0 - g0.mean()) / (g0.std() + 1e-6))
+
+    trainer.config.advantage = "no_negative"
+    adv, weight, skipped = trainer._advantages(rewards, torch.tensor([2.0, nan]))
+    torch.testing.assert_close(adv[:4], g0 - 2)
+    assert weight[4:].sum() == 0 and skipped == 1  # no finite no-negative reward to compare with
+
+    trainer.config.advantage = "leave_one_out"
+    _, weight, skipped = trainer._advantages(torch.tensor([nan, nan, nan, 1.0, 1.0, 2.0, 3.0, 4.0]), None)
+    assert weight[:4].sum() == 0 and skipped == 1  # one finite reward: nothing to compare it with
+
+
 # ------------------------------------------------------------------------------------------------------ end to end
 def test_end_to_end_with_image_reward(tmp_path, pipe, bases):
     """A reward that reads the images, a baseline image, KL, PPO epochs, checkpoints, samples, tensorboard."""

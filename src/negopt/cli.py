@@ -189,9 +189,9 @@ def _add_train_rl(train_sub: argparse._SubParsersAction) -> None:
     for flag, key, typ, text in _RL_FLAGS:
         p.add_argument(flag, dest=key, type=typ, help=text)
     for flag, key, typ in _RL_GEN_FLAGS:
-        p.add_argument(flag, dest=f"gen.{key}", type=typ, help=f"sampling {key}")
+        p.add_argument(flag, dest=f"gen.{key}", type=typ, metavar=key.upper(), help=f"sampling {key}")
     for flag, key, typ in _RL_PIPE_FLAGS:
-        p.add_argument(flag, dest=f"pipe.{key}", type=typ, help=f"pipeline {key}")
+        p.add_argument(flag, dest=f"pipe.{key}", type=typ, metavar=key.upper(), help=f"pipeline {key}")
     p.add_argument(
         "--baseline-image",
         dest="baseline_image",

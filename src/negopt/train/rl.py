@@ -655,13 +655,14 @@ class RLTrainer:
             st.reward_mean_ema = mean_r if st.reward_mean_ema is None else 0.9 * st.reward_mean_ema + 0.1 * mean_r
         metrics = {
             "reward/mean": mean_r,
-            "kl": kl_sum / totals["kept"] if totals["kept"] else 0.0,
             "loss": loss,
             "negative_length": totals["len_sum"] / totals["n"],
             "rewards_dropped": float(st.rewards_dropped),
             "groups_skipped": float(st.groups_skipped),
             "lr": self.lr_scheduler.get_last_lr()[0],
         }
+        if cfg.kl_coef > 0:  # with no penalty the reference pass is skipped, and so is its KL
+            metrics["kl"] = kl_sum / totals["kept"] if totals["kept"] else 0.0
         if cfg.ppo_epochs > 1:
             metrics["clip_fraction"] = clipfrac / acc.num_processes
         if baseline is not None:
@@ -726,7 +727,7 @@ class RLTrainer:
             while self.state.step < cfg.max_steps:
                 metrics = self.step()
                 bar.update(1)
-                bar.set_postfix(reward=f"{metrics['reward/mean']:.4g}", kl=f"{metrics['kl']:.3g}")
+                bar.set_postfix(reward=f"{metrics['reward/mean']:.4g}")
                 if cfg.save_steps and self.state.step % cfg.save_steps == 0:
                     self.save_checkpoint()
                     last_saved = self.state.step
@@ -997,6 +998,11 @@ def _grid(tiles: list[tuple[Any, str, float]], prompt: str):
     from PIL import Image, ImageDraw
 
     w = max(max(img.width for img, _, _ in tiles), 128)
+    # Small images (tests, low-resolution runs) are scaled up so the grid stays readable.
+    tiles = [
+        (img if img.width >= w else img.resize((w, round(img.height * w / img.width)), Image.NEAREST), neg, r)
+        for img, neg, r in tiles
+    ]
     h = max(img.height for img, _, _ in tiles)
     chars = max(w // 7, 10)
     caption_h = 12 * 7
