@@ -38,3 +38,24 @@ def save_tiny_t5(path: str | os.PathLike, seed: int = 0) -> str:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+def tiny_gpt2_rl(seed: int = 0):
+    """A 2-layer GPT-2 with the byte-level ByT5 tokenizer (no vocabulary file): ``(model, tokenizer)``, causal."""
+    from transformers import ByT5Tokenizer, GPT2Config, GPT2LMHeadModel
+
+    tokenizer = ByT5Tokenizer()
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=256,
+        initializer_range=0.3,  # wider than GPT-2's 0.02, so a small LoRA update moves the output distribution
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(config).eval()
+    return model, tokenizer

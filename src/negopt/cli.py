@@ -335,6 +335,195 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------------ train
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="fine-tune a generator (sft, rl)", description="Fine-tune a generator with LoRA.")
+    train_sub = p.add_subparsers(dest="train_command", metavar="STAGE")
+    train_sub.required = True
+    _add_train_rl(train_sub)
+
+
+# RL options on the command line: (flag, RLConfig key, type, help). Flags override the same keys of --config.
+_RL_FLAGS: list[tuple[str, str, type, str]] = [
+    ("--max-steps", "max_steps", int, "RL steps"),
+    ("--learning-rate", "learning_rate", float, "AdamW learning rate"),
+    ("--num-candidates", "num_candidates", int, "negatives sampled per prompt (k)"),
+    ("--batch-size", "batch_size", int, "prompts per step, over all processes"),
+    ("--seed", "seed", int, "seed of sampling, prompt order and image noise"),
+    ("--lora-r", "lora_r", int, "LoRA rank (new adapters)"),
+    ("--lora-alpha", "lora_alpha", float, "LoRA alpha (new adapters)"),
+    ("--advantage", "advantage", str, "leave_one_out, group_norm or no_negative"),
+    ("--kl-coef", "kl_coef", float, "KL penalty to the starting policy"),
+    ("--ppo-epochs", "ppo_epochs", int, "update passes per rollout"),
+    ("--clip-range", "clip_range", float, "PPO ratio clipping"),
+    ("--image-batch-size", "image_batch_size", int, "images per pipeline call"),
+    ("--save-steps", "save_steps", int, "checkpoint every N steps"),
+    ("--save-total-limit", "save_total_limit", int, "checkpoints kept"),
+    ("--logging-steps", "logging_steps", int, "log every N steps"),
+    ("--sample-steps", "sample_steps", int, "save a sample grid every N steps (0: never)"),
+    ("--report-to", "report_to", str, "none, tensorboard, wandb or all"),
+    ("--resume-from-checkpoint", "resume_from_checkpoint", str, "a checkpoint folder to continue from"),
+    ("--mixed-precision", "mixed_precision", str, "no, fp16 or bf16"),
+    ("--pipeline-dtype", "pipeline_dtype", str, "dtype of a pipeline loaded by id: float16, bfloat16, float32"),
+]
+# Sampling and pipeline settings, which live in RLConfig's generation_kwargs / pipeline_kwargs.
+_RL_GEN_FLAGS = [("--max-new-tokens", "max_new_tokens", int), ("--temperature", "temperature", float)]
+_RL_PIPE_FLAGS = [
+    ("--num-inference-steps", "num_inference_steps", int),
+    ("--height", "height", int),
+    ("--width", "width", int),
+    ("--guidance-scale", "guidance_scale", float),
+]
+_RL_RUN_KEYS = ("generator", "pipeline", "reward", "reward_fn", "prompts")
+
+
+def _add_train_rl(train_sub: argparse._SubParsersAction) -> None:
+    p = train_sub.add_parser(
+        "rl",
+        help="reinforcement learning against image rewards",
+        description="Train a generator's LoRA adapter with policy gradients against an image reward. Settings come "
+        "from --config FILE.yaml (RLConfig keys plus generator, pipeline, reward, prompts) and the flags, which "
+        "override it.",
+    )
+    p.add_argument("--config", help="a YAML file of RLConfig keys plus generator, pipeline, reward, prompts")
+    p.add_argument("--generator", help="generator folder or hub id (an SFT output, say)")
+    p.add_argument("--pipeline", help="diffusers pipeline folder or hub id")
+    p.add_argument(
+        "--reward",
+        action="append",
+        metavar="NAME=WEIGHT",
+        help="a reward term and its weight, e.g. aesthetic=1.0; repeat for a weighted sum "
+        "(aesthetic, clip, inception)",
+    )
+    p.add_argument(
+        "--reward-fn",
+        dest="reward_fn",
+        metavar="MODULE:NAME",
+        help="your own reward callable (or a class to instantiate with no arguments) instead of --reward",
+    )
+    p.add_argument("--prompts", help="a .txt file (one prompt a line) or a Negative Prompts DB source")
+    p.add_argument("--output-dir", dest="output_dir", help="where the trained generator and checkpoints go")
+    for flag, key, typ, text in _RL_FLAGS:
+        p.add_argument(flag, dest=key, type=typ, help=text)
+    for flag, key, typ in _RL_GEN_FLAGS:
+        p.add_argument(flag, dest=f"gen.{key}", type=typ, metavar=key.upper(), help=f"sampling {key}")
+    for flag, key, typ in _RL_PIPE_FLAGS:
+        p.add_argument(flag, dest=f"pipe.{key}", type=typ, metavar=key.upper(), help=f"pipeline {key}")
+    p.add_argument(
+        "--baseline-image",
+        dest="baseline_image",
+        action="store_true",
+        default=None,
+        help="also make each prompt's image with no negative and log the gain",
+    )
+    p.add_argument(
+        "--resume",
+        dest="resume",
+        action="store_true",
+        default=None,
+        help="continue from the newest checkpoint in --output-dir",
+    )
+    p.add_argument("--cpu", dest="cpu", action="store_true", default=None, help="train on the CPU")
+    p.set_defaults(func=_run_train_rl)
+
+
+def _rl_settings(args: argparse.Namespace) -> dict:
+    """--config merged with the flags; unknown keys are an error that lists the valid ones."""
+    import dataclasses
+
+    from negopt.train.rl import RLConfig
+
+    valid = [f.name for f in dataclasses.fields(RLConfig)] + list(_RL_RUN_KEYS)
+    settings: dict = {}
+    if args.config:
+        try:
+            import yaml
+        except ImportError as e:
+            raise ImportError('--config needs PyYAML: pip install "negopt[train]"') from e
+        try:
+            with open(args.config, encoding="utf-8") as f:
+                settings = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise UsageError(f"cannot read --config {args.config!r}: {e.strerror or e}") from e
+        except yaml.YAMLError as e:
+            raise UsageError(f"--config {args.config!r} is not valid YAML: {e}") from e
+        if not isinstance(settings, dict):
+            raise UsageError(f"--config {args.config!r} must hold a mapping of keys, got {type(settings).__name__}")
+        unknown = sorted(set(settings) - set(valid))
+        if unknown:
+            raise UsageError(f"--config {args.config!r} has unknown keys {unknown}; valid keys: {', '.join(valid)}")
+    for key, value in vars(args).items():
+        if value is None or key in ("config", "func", "command", "train_command"):
+            continue
+        if key.startswith(("gen.", "pipe.")):
+            group = "generation_kwargs" if key.startswith("gen.") else "pipeline_kwargs"
+            settings[group] = {**(settings.get(group) or {}), key.split(".", 1)[1]: value}
+        else:
+            settings[key] = value
+    missing = [k for k in ("generator", "pipeline", "prompts", "output_dir") if not settings.get(k)]
+    if not settings.get("reward") and not settings.get("reward_fn"):
+        missing.insert(2, "reward")
+    if missing:
+        flags = ", ".join("--" + k.replace("_", "-") for k in missing)
+        raise UsageError(f"missing {flags} (on the command line or in --config)")
+    return settings
+
+
+def _parse_reward_weights(spec) -> dict[str, float]:
+    items = spec.items() if isinstance(spec, dict) else [s.split("=", 1) if "=" in s else (s, "") for s in spec]
+    weights = {}
+    for name, weight in items:
+        try:
+            weights[str(name).strip()] = float(weight)
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"--reward {name}={weight}: expected NAME=WEIGHT with a number, e.g. aesthetic=1.0"
+            ) from None
+    return weights
+
+
+def _import_callable(spec: str):
+    import importlib
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise UsageError(f"--reward-fn {spec!r}: expected MODULE:NAME, e.g. my_rewards:sharpness")
+    try:
+        obj = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"--reward-fn {spec!r}: cannot import it ({e})") from e
+    obj = obj() if isinstance(obj, type) else obj
+    if not callable(obj):
+        raise UsageError(f"--reward-fn {spec!r} is not callable")
+    return obj
+
+
+def _run_train_rl(args: argparse.Namespace) -> int:
+    from negopt.train.rl import RLConfig, RLTrainer
+
+    settings = _rl_settings(args)
+    run = {k: settings.pop(k, None) for k in _RL_RUN_KEYS}
+    config = RLConfig(**settings)
+    if run["reward"] and run["reward_fn"]:
+        raise UsageError("pass --reward NAME=WEIGHT or --reward-fn MODULE:NAME, not both")
+    if run["reward_fn"]:
+        reward = _import_callable(run["reward_fn"])
+    else:
+        from negopt.rewards import build_reward
+
+        spec = run["reward"]
+        reward = build_reward(_parse_reward_weights([spec] if isinstance(spec, str) else spec))
+    trainer = RLTrainer(
+        config, generator=run["generator"], pipeline=run["pipeline"], reward=reward, prompts=run["prompts"]
+    )
+    state = trainer.train()
+    if state.interrupted:
+        print(f"stopped at step {state.step}; checkpoint saved. Resume with --resume --output-dir {config.output_dir}")
+    elif trainer.accelerator.is_main_process:
+        print(f"trained {state.step} steps; generator saved to {config.output_dir}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="negopt", description="Negative prompts written for you.")
@@ -344,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(sub)
     _add_env(sub)
     _add_eval(sub)
+    _add_train(sub)
     return parser
 
 

@@ -1,0 +1,109 @@
+"""Checkpoints of the RL trainer: ``output_dir/checkpoints/step-N``, written whole or not at all.
+
+A checkpoint is written into a hidden temporary folder beside the others and renamed into place when every file is
+there, so a run killed mid-write leaves no half checkpoint that a resume could pick. It holds the adapter weights
+(safetensors), the optimizer and scheduler state, each process's RNG state, and ``trainer_state.json`` (the step and
+the running reward statistics).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+
+import torch
+
+CHECKPOINTS_DIR = "checkpoints"
+TRAINER_STATE_NAME = "trainer_state.json"
+OPTIMIZER_NAME = "optimizer.pt"
+SCHEDULER_NAME = "scheduler.pt"
+_STEP_RE = re.compile(r"^step-(\d+)$")
+
+
+def checkpoint_path(output_dir: str | os.PathLike, step: int) -> str:
+    """The folder of the checkpoint taken after ``step`` steps."""
+    return os.path.join(os.fspath(output_dir), CHECKPOINTS_DIR, f"step-{step}")
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, str]]:
+    """The complete checkpoints under ``output_dir``, oldest first, as ``(step, path)``."""
+    root = os.path.join(os.fspath(output_dir), CHECKPOINTS_DIR)
+    if not os.path.isdir(root):
+        return []
+    found = []
+    for name in os.listdir(root):
+        match = _STEP_RE.match(name)
+        path = os.path.join(root, name)
+        if match and os.path.isfile(os.path.join(path, TRAINER_STATE_NAME)):
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest complete checkpoint under ``output_dir``, or None."""
+    found = list_checkpoints(output_dir)
+    return found[-1][1] if found else None
+
+
+def rng_state() -> dict:
+    """This process's RNG states: torch (CPU and CUDA) as tensors, Python's as JSON-safe lists."""
+    state = {"torch": torch.get_rng_state(), "python": json.dumps(_to_lists(random.getstate()))}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = json.loads(state["python"])
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_lists(value):
+    if isinstance(value, tuple | list):
+        return [_to_lists(v) for v in value]
+    return value
+
+
+def begin_checkpoint(output_dir: str | os.PathLike, step: int) -> str:
+    """Create (empty) the temporary folder a checkpoint is written into; main process only."""
+    tmp = os.path.join(os.fspath(output_dir), CHECKPOINTS_DIR, f".tmp-step-{step}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    return tmp
+
+
+def commit_checkpoint(tmp: str, output_dir: str | os.PathLike, step: int, save_total_limit: int | None) -> str:
+    """Rename the finished temporary folder into place and drop the oldest beyond ``save_total_limit``."""
+    final = checkpoint_path(output_dir, step)
+    if os.path.exists(final):
+        # A resumed run that saves the same step again: move the old one aside first, so that at every moment
+        # one complete step-N exists.
+        trash = final + ".old"
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    if save_total_limit is not None:
+        for _, path in list_checkpoints(output_dir)[:-save_total_limit]:
+            shutil.rmtree(path, ignore_errors=True)
+    return final
+
+
+def write_json(path: str, data: dict) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

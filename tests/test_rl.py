@@ -1,0 +1,484 @@
+"""RLConfig / RLTrainer: real tiny T5, GPT-2 and Stable Diffusion, built in-process; no hub."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+pytest.importorskip("diffusers")
+
+from negopt.train import RLConfig, RLTrainer  # noqa: E402
+from negopt.train.rl_checkpoint import latest_checkpoint, list_checkpoints  # noqa: E402
+from rl_worker import (  # noqa: E402
+    PROMPTS,
+    LetterReward,
+    adapter_state,
+    brightness_reward,
+    make_config,
+    make_generator,
+)
+from tiny_sd_rl import tiny_sd_rl  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "rl_worker.py")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny models on a shared CPU: one thread is several times faster than contended threads.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_sd_rl()
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bases")
+    return {kind: str(root / kind) for kind in ("seq2seq", "causal")}
+
+
+def _env():
+    env = dict(os.environ)
+    src = os.path.join(os.path.dirname(HERE), "src")
+    env["PYTHONPATH"] = os.pathsep.join([src, HERE, env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _trainer(pipe, bases, out, kind="seq2seq", reward=None, **overrides):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return RLTrainer(
+            make_config(str(out), **overrides),
+            generator=make_generator(kind, bases[kind]),
+            pipeline=pipe,
+            reward=reward or LetterReward(),
+            prompts=PROMPTS,
+        )
+
+
+# ------------------------------------------------------------------------------------------------------ config
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"num_candidates": 1}, "num_candidates"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"clip_range": 1.5}, "clip_range"),
+        ({"advantage": "mean"}, "advantage"),
+        ({"generation_kwargs": {"top_p": 0.9}}, "top_p"),
+        ({"generation_kwargs": {"temperature": 0}}, "temperature"),
+        ({"pipeline_kwargs": {"negative_prompt": "x"}}, "negative_prompt"),
+        ({"kl_coef": -1.0}, "kl_coef"),
+    ],
+)
+def test_config_rejects_bad_values(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RLConfig(output_dir=str(tmp_path), **kwargs)
+
+
+def test_config_from_dict_lists_valid_keys(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown RLConfig keys \['lr'\].*learning_rate"):
+        RLConfig.from_dict({"output_dir": str(tmp_path), "lr": 1e-4})
+    cfg = RLConfig(output_dir=str(tmp_path), advantage="no_negative", generation_kwargs={"max_new_tokens": 8})
+    assert cfg.baseline_image is True
+    assert cfg.generation_kwargs == {"max_new_tokens": 8, "temperature": 1.0}
+    assert RLConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_guidance_scale_one_warns(tmp_path):
+    with pytest.warns(UserWarning, match="guidance_scale"):
+        RLConfig(output_dir=str(tmp_path), pipeline_kwargs={"guidance_scale": 1.0})
+
+
+def test_prompt_sources(tmp_path):
+    from negopt.train.rl import _load_prompts
+
+    f = tmp_path / "prompts.txt"
+    f.write_text("a cat\n\n  a dog  \n", encoding="utf-8")
+    assert _load_prompts(str(f)) == ["a cat", "a dog"]
+    datasets = pytest.importorskip("datasets")
+    assert _load_prompts(datasets.Dataset.from_dict({"prompt": ["x", "y"]})) == ["x", "y"]
+    with pytest.raises(ValueError, match="empty"):
+        _load_prompts(["", "  "])
+    with pytest.raises(TypeError, match="strings"):
+        _load_prompts(["ok", 3])
+
+
+# ------------------------------------------------------------------------------------------------------ log-probs
+@pytest.mark.parametrize("kind", ["seq2seq", "causal"])
+def test_logprobs_match_generate(tmp_path, pipe, bases, kind):
+    """The update's log-probs are those of the distribution the negatives were sampled from."""
+    trainer = _trainer(pipe, bases, tmp_path, kind, generation_kwargs={"max_new_tokens": 10, "temperature": 0.7})
+    with torch.no_grad():  # make the adapter matter, so a wrong adapter/position handling shows
+        for name, p in trainer.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.3)
+    rollout = trainer._sample(0)
+    mine = trainer._token_logprobs(trainer.model, rollout)
+    with torch.random.fork_rng():
+        torch.manual_seed(trainer.config.seed * 1_000_003)
+        out = trainer._policy.generate(
+            input_ids=rollout.enc_ids,
+            attention_mask=rollout.enc_mask,
+            do_sample=True,
+            top_k=0,
+            top_p=1.0,
+            temperature=0.7,
+            num_return_sequences=4,
+            max_new_tokens=10,
+            pad_token_id=trainer.pad_token_id,
+            eos_token_id=trainer.eos_token_ids,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+    steps = len(out.logits)
+    assert torch.equal(out.sequences[:, -rollout.responses.shape[1] :], rollout.responses)
+    ref = torch.log_softmax(torch.stack(out.logits, 1) / 0.7, -1)
+    ref = ref.gather(-1, rollout.responses[:, :steps, None]).squeeze(-1)
+    mask = rollout.response_mask[:, :steps].bool()
+    assert mask.sum() > 8
+    torch.testing.assert_close(mine[:, :steps][mask], ref[mask], atol=1e-4, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------------ advantages
+def test_advantages(tmp_path, pipe, bases):
+    nan = float("nan")
+    rewards = torch.tensor([1.0, 2.0, 3.0, 4.0, nan, 1.0, 1.0, 5.0])
+    trainer = _trainer(pipe, bases, tmp_path)
+    adv, weight, skipped = trainer._advantages(rewards, None)
+    # Leave-one-out: each reward minus the mean of the other finite rewards of its prompt.
+    expected = [1 - 3, 2 - 8 / 3, 3 - 7 / 3, 4 - 2, 0.0, 1 - 3, 1 - 3, 5 - 1]
+    torch.testing.assert_close(adv, torch.tensor(expected))
+    assert weight.tolist() == [1, 1, 1, 1, 0, 1, 1, 1] and skipped == 0
+
+    trainer.config.advantage = "group_norm"
+    adv, _, _ = trainer._advantages(rewards, None)
+    g0 = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    torch.testing.assert_close(adv[:4], (g0 - g0.mean()) / (g0.std() + 1e-6))
+
+    trainer.config.advantage = "no_negative"
+    adv, weight, skipped = trainer._advantages(rewards, torch.tensor([2.0, nan]))
+    torch.testing.assert_close(adv[:4], g0 - 2)
+    assert weight[4:].sum() == 0 and skipped == 1  # no finite no-negative reward to compare with
+
+    trainer.config.advantage = "leave_one_out"
+    _, weight, skipped = trainer._advantages(torch.tensor([nan, nan, nan, 1.0, 1.0, 2.0, 3.0, 4.0]), None)
+    assert weight[:4].sum() == 0 and skipped == 1  # one finite reward: nothing to compare it with
+
+
+# ------------------------------------------------------------------------------------------------------ end to end
+def test_end_to_end_with_image_reward(tmp_path, pipe, bases):
+    """A reward that reads the images, a baseline image, KL, PPO epochs, checkpoints, samples, tensorboard."""
+    pytest.importorskip("tensorboard")
+    gen = make_generator("seq2seq", bases["seq2seq"])
+    handed = copy.deepcopy(gen.model.state_dict())
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        trainer = RLTrainer(
+            make_config(
+                str(out),
+                max_steps=4,
+                kl_coef=0.1,
+                ppo_epochs=2,
+                advantage="no_negative",
+                save_steps=2,
+                save_total_limit=1,
+                sample_steps=2,
+                report_to="tensorboard",
+            ),
+            generator=gen,
+            pipeline=pipe,
+            reward=brightness_reward,
+            prompts=PROMPTS,
+        )
+    base_before = {k: v.clone() for k, v in trainer._policy.get_base_model().state_dict().items() if "lora_" not in k}
+    lora_before = adapter_state(trainer)
+    state = trainer.train()
+
+    assert state.step == 4 and not state.interrupted
+    hist = trainer.log_history
+    assert len(hist) == 4
+    for m in hist:
+        assert 0 <= m["reward/mean"] <= 1 and 0 <= m["reward/no_negative"] <= 1
+        assert m["kl"] >= 0 and 0 <= m["clip_fraction"] <= 1
+        assert m["negative_length"] >= 1
+    assert hist[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # the first rollout comes from the starting policy
+    assert hist[-1]["kl"] > 0
+    assert set(trainer.last_timings) == {"sample", "images", "reward", "update", "total"}
+
+    # Every LoRA parameter moved, no base parameter did, and the generator handed in is untouched.
+    lora_after = adapter_state(trainer)
+    assert all(not torch.equal(lora_before[k], lora_after[k]) for k in lora_after if "lora_B" in k)
+    base_after = trainer._policy.get_base_model().state_dict()
+    assert all(torch.equal(v, base_after[k]) for k, v in base_before.items())
+    assert not any("lora_" in k for k in gen.model.state_dict())
+    assert all(torch.equal(v, gen.model.state_dict()[k]) for k, v in handed.items())
+
+    # Output folder: adapter + tokenizer + negopt_config; one checkpoint kept; sample grids; tensorboard events.
+    for name in ("adapter_config.json", "adapter_model.safetensors", "negopt_config.json", "tokenizer_config.json"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "negopt_config.json").read_text())["base_model_name_or_path"] == bases["seq2seq"]
+    assert [s for s, _ in list_checkpoints(out)] == [4]
+    assert sorted(os.listdir(out / "samples")) == [
+        "step-000002.json",
+        "step-000002.png",
+        "step-000004.json",
+        "step-000004.png",
+    ]
+    sample = json.loads((out / "samples" / "step-000004.json").read_text())
+    assert len(sample["negative_prompts"]) == 5 and sample["negative_prompts"][-1] == "(no negative)"
+    events = [f for _, _, fs in os.walk(out / "logs") for f in fs if f.startswith("events.out")]
+    assert events
+
+    # The saved adapter reloads onto its base model with the trained weights.
+    from peft import PeftModel, get_peft_model_state_dict
+    from transformers import AutoModelForSeq2SeqLM
+
+    loaded = PeftModel.from_pretrained(AutoModelForSeq2SeqLM.from_pretrained(bases["seq2seq"]), str(out))
+    saved = get_peft_model_state_dict(loaded)
+    assert saved.keys() == lora_after.keys()
+    assert all(torch.equal(saved[k], lora_after[k]) for k in saved)
+
+
+def test_output_dir_loads_with_negopt_generator(tmp_path, pipe, bases):
+    generator_mod = pytest.importorskip("negopt.generator")
+    trainer = _trainer(pipe, bases, tmp_path / "out", max_steps=2)
+    trainer.train()
+    gen = generator_mod.NegOptGenerator.from_pretrained(str(tmp_path / "out"))
+    out = gen(["a red fox in snow", "a city at night"])
+    assert isinstance(out, list) and len(out) == 2 and all(isinstance(x, str) for x in out)
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "causal"])
+def test_reward_rises(tmp_path, pipe, bases, kind):
+    """The optimiser optimises: a reward the tiny generator can learn rises clearly within a few dozen steps."""
+    trainer = _trainer(pipe, bases, tmp_path, kind, max_steps=40, learning_rate=1e-2)
+    trainer.train()
+    rewards = [m["reward/mean"] for m in trainer.log_history]
+    first, last = sum(rewards[:4]) / 4, sum(rewards[-4:]) / 4
+    assert last > 0.4 and last > 3 * first, rewards
+    assert trainer.log_history[-1]["reward/letters"] == pytest.approx(rewards[-1])  # per-term logging
+
+
+# ------------------------------------------------------------------------------------------------------ bad rewards
+def test_nan_rewards_are_dropped_and_counted(tmp_path, pipe, bases):
+    class HolesReward(LetterReward):
+        """NaN for the first 3 negatives of a step (so the first prompt's group has 1 finite reward: skipped)
+        and an infinity for one of the second group's."""
+
+        def __call__(self, images, prompts, negative_prompts, **kw):
+            out = super().__call__(images, prompts, negative_prompts)
+            return [float("nan")] * 3 + out[3:5] + [float("inf")] + out[6:]
+
+    trainer = _trainer(pipe, bases, tmp_path, reward=HolesReward(), max_steps=3, kl_coef=0.1)
+    with pytest.warns(RuntimeWarning, match="4 of 8 rewards are NaN or infinite"):
+        state = trainer.train()
+    assert state.rewards_dropped == 12 and state.groups_skipped == 3
+    assert trainer.log_history[-1]["rewards_dropped"] == 12
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert all(torch.isfinite(torch.tensor(m["reward/mean"])) for m in trainer.log_history)
+
+
+def test_all_nan_step_leaves_weights_alone(tmp_path, pipe, bases):
+    def nan_reward(images, prompts, negative_prompts, **kw):
+        return [float("nan")] * len(images)
+
+    trainer = _trainer(pipe, bases, tmp_path, reward=nan_reward, max_steps=2)
+    before = adapter_state(trainer)
+    with pytest.warns(RuntimeWarning, match="8 of 8"):
+        trainer.train()
+    after = adapter_state(trainer)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_reward_with_wrong_length_is_an_error(tmp_path, pipe, bases):
+    trainer = _trainer(pipe, bases, tmp_path, reward=lambda images, **kw: [1.0])
+    with pytest.raises(ValueError, match="returned 1 values for 8 images"):
+        trainer.train()
+
+
+# ------------------------------------------------------------------------------------------------------ SFT adapter
+def test_continues_an_existing_adapter(tmp_path, pipe, bases):
+    """A PeftModel (an SFT result) is trained further, not stacked; its KL reference is the adapter as given."""
+    from peft import LoraConfig, get_peft_model
+
+    gen = make_generator("seq2seq", bases["seq2seq"])
+    torch.manual_seed(1)
+    gen.model = get_peft_model(gen.model, LoraConfig(r=2, lora_alpha=4, target_modules=["q", "v"]))
+    with torch.no_grad():
+        for name, p in gen.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    given = {k: v.clone() for k, v in gen.model.state_dict().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        trainer = RLTrainer(
+            make_config(str(tmp_path / "out"), max_steps=3, kl_coef=0.1),
+            generator=gen,
+            pipeline=pipe,
+            reward=LetterReward(),
+            prompts=PROMPTS,
+        )
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert trainable and all(".default." in n for n in trainable)
+    assert all(p.shape[0] == 2 or p.shape[1] == 2 for n, p in trainer.model.named_parameters() if p.requires_grad)
+    trainer.train()
+    hist = trainer.log_history
+    # A reference with the adapter disabled would sit far from this adapter at step 0; a copy of it sits at 0.
+    assert hist[0]["kl"] == pytest.approx(0.0, abs=1e-6) and hist[-1]["kl"] > 0
+    assert all(torch.equal(v, gen.model.state_dict()[k]) for k, v in given.items())  # the caller's model untouched
+    cfg = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
+    assert cfg["r"] == 2 and sorted(cfg["target_modules"]) == ["q", "v"]
+    assert not (tmp_path / "out" / "negopt_reference").exists()
+
+
+# ------------------------------------------------------------------------------------------------------ resume
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, pipe, bases):
+    out = tmp_path / "killed"
+    make_generator("seq2seq", bases["seq2seq"])  # the base folder exists before the subprocess reads it
+    cmd = [sys.executable, WORKER, "--output-dir", str(out), "--base-dir", bases["seq2seq"]]
+    cmd += ["--max-steps", "6", "--save-steps", "2", "--sleep", "0.4"]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while latest_checkpoint(out) is None and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    steps = [s for s, _ in list_checkpoints(out)]
+    assert steps and max(steps) < 6 and not (out / "adapter_model.safetensors").exists()
+
+    resumed = _trainer(pipe, bases, out, max_steps=6, save_steps=2, resume=True)
+    resumed.train()
+    assert resumed.log_history[0]["step"] == max(steps) + 1
+    straight = _trainer(pipe, bases, tmp_path / "straight", max_steps=6, save_steps=2)
+    straight.train()
+    a, b = adapter_state(resumed), adapter_state(straight)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert resumed.state.rewards_seen == straight.state.rewards_seen == 6 * 8
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, bases):
+    out = tmp_path / "term"
+    make_generator("seq2seq", bases["seq2seq"])
+    cmd = [sys.executable, WORKER, "--output-dir", str(out), "--base-dir", bases["seq2seq"]]
+    cmd += ["--max-steps", "200", "--save-steps", "3", "--sleep", "0.3"]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while latest_checkpoint(out) is None and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # into a step that is not a checkpoint step
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert rc == 0, proc.stderr.read().decode()[-3000:]
+    steps = [s for s, _ in list_checkpoints(out)]
+    assert steps and max(steps) < 200
+    state = json.loads(open(os.path.join(latest_checkpoint(out), "trainer_state.json")).read())
+    assert state["step"] == max(steps) and state["rewards_seen"] == 8 * max(steps)
+    assert not (out / "adapter_model.safetensors").exists()  # an interrupted run does not pose as a finished one
+
+
+def test_resume_from_a_missing_checkpoint_is_an_error(tmp_path, pipe, bases):
+    trainer = _trainer(pipe, bases, tmp_path, resume_from_checkpoint=str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="resume_from_checkpoint"):
+        trainer.train()
+
+
+# ------------------------------------------------------------------------------------------------------ multi-process
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes(tmp_path, bases):
+    from peft import PeftModel, get_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSeq2SeqLM
+
+    out = tmp_path / "ddp"
+    make_generator("seq2seq", bases["seq2seq"])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    cmd += [WORKER, "--output-dir", str(out), "--base-dir", bases["seq2seq"], "--max-steps", "3", "--save-steps", "2"]
+    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-4000:]
+    r0 = load_file(str(out / "adapter_rank0.safetensors"))
+    r1 = load_file(str(out / "adapter_rank1.safetensors"))
+    assert r0.keys() == r1.keys()
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)  # gradients were averaged: the replicas agree
+    assert any(r0[k].abs().sum() > 0 for k in r0 if "lora_B" in k)  # and they trained (B starts at zero)
+    loaded = PeftModel.from_pretrained(AutoModelForSeq2SeqLM.from_pretrained(bases["seq2seq"]), str(out))
+    saved = get_peft_model_state_dict(loaded)
+    assert all(torch.equal(saved[k], r0[k]) for k in r0)
+    state = json.loads((out / "checkpoints" / "step-2" / "trainer_state.json").read_text())
+    assert state["num_processes"] == 2 and state["rewards_seen"] == 2 * 2 * 4
+    assert (out / "checkpoints" / "step-2" / "rng_state_1.pt").is_file()
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+def _cli(args, **kw):
+    return subprocess.run([sys.executable, "-m", "negopt", *args], env=_env(), capture_output=True, text=True, **kw)
+
+
+def test_cli_config_with_unknown_key_lists_valid_ones(tmp_path):
+    pytest.importorskip("yaml")
+    cfg = tmp_path / "rl.yaml"
+    cfg.write_text("output_dir: out\nlearning_rte: 0.1\n", encoding="utf-8")
+    res = _cli(["train", "rl", "--config", str(cfg)])
+    assert res.returncode == 2
+    assert "unknown keys ['learning_rte']" in res.stderr and "learning_rate" in res.stderr
+    res = _cli(["train", "rl", "--output-dir", str(tmp_path)])
+    assert res.returncode == 2 and "--generator" in res.stderr
+
+
+def test_cli_trains_from_yaml(tmp_path, pipe, bases):
+    """negopt train rl end to end: generator and pipeline by folder, a reward callable by name, YAML + flags."""
+    pytest.importorskip("yaml")
+    generator_mod = pytest.importorskip("negopt.generator")
+    pipe_dir = tmp_path / "pipe"
+    pipe.save_pretrained(str(pipe_dir))
+    make_generator("seq2seq", bases["seq2seq"])
+    (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS), encoding="utf-8")
+    cfg = tmp_path / "rl.yaml"
+    cfg.write_text(
+        f"generator: {bases['seq2seq']}\npipeline: {pipe_dir}\nprompts: {tmp_path / 'prompts.txt'}\n"
+        "max_steps: 5\nbatch_size: 2\nnum_candidates: 2\nlora_r: 4\nsave_steps: 2\n"
+        "pipeline_kwargs: {num_inference_steps: 1, height: 32, width: 32}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    args = ["train", "rl", "--config", str(cfg), "--reward-fn", "rl_worker:brightness_reward"]
+    args += ["--max-steps", "2", "--max-new-tokens", "8", "--output-dir", str(out)]
+    res = _cli(args, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "trained 2 steps" in res.stdout
+    assert [s for s, _ in list_checkpoints(out)] == [2]  # the flag's max_steps won over the file's
+    gen = generator_mod.NegOptGenerator.from_pretrained(str(out))
+    assert isinstance(gen("a red fox in snow"), str)
