@@ -1,0 +1,449 @@
+"""Tiny real diffusers pipelines, built in-process with no hub (see OFFLINE.md in the project's shared notes).
+
+Component sizes follow diffusers' own fast pipeline tests; the tokenizers are built offline: a byte-level CLIP
+tokenizer (one token per byte, no merges, ``model_max_length=77`` like the real one) and ``ByT5Tokenizer`` for the T5
+text encoders. Every builder is deterministic for a given seed, returns a pipeline on the CPU in float32 with its
+progress bar off, and takes a second or so. Used by the tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "clip_tokenizer",
+    "tiny_sd",
+    "tiny_sd_img2img",
+    "tiny_sd_inpaint",
+    "tiny_sdxl",
+    "tiny_sd3",
+    "tiny_flux",
+    "tiny_pixart",
+    "tiny_lcm",
+    "sd15_shaped",
+]
+
+
+def clip_tokenizer(model_max_length: int = 77):
+    """A byte-level ``CLIPTokenizer``: the 256 byte symbols, the same with ``</w>``, and the two special tokens."""
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPTokenizer
+
+    symbols = sorted(ByteLevel.alphabet())
+    vocab = {s: i for i, s in enumerate(symbols)}
+    vocab.update({s + "</w>": len(symbols) + i for i, s in enumerate(symbols)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+        (Path(folder) / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+        return CLIPTokenizer.from_pretrained(folder, model_max_length=model_max_length)
+
+
+def _clip_config(tokenizer, hidden_size: int = 32, projection_dim: int = 32, **overrides):
+    from transformers import CLIPTextConfig
+
+    kwargs = dict(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_size=hidden_size,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=1000,
+        hidden_act="gelu",
+        projection_dim=projection_dim,
+        max_position_embeddings=77,
+    )
+    kwargs.update(overrides)
+    return CLIPTextConfig(**kwargs)
+
+
+def _t5_encoder(d_model: int = 32, seed: int = 0):
+    """A 2-layer ``T5EncoderModel`` and a ``ByT5Tokenizer`` (no vocabulary file)."""
+    from transformers import ByT5Tokenizer, T5Config, T5EncoderModel
+
+    tokenizer = ByT5Tokenizer()
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=d_model,
+        d_kv=8,
+        num_heads=4,
+        d_ff=37,
+        num_layers=2,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    return T5EncoderModel(config).eval(), tokenizer
+
+
+def _ready(pipe):
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _sd_components(seed: int = 0, in_channels: int = 4, time_cond_proj_dim: int | None = None):
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=in_channels,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=2,
+        time_cond_proj_dim=time_cond_proj_dim,
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        block_out_channels=[4, 8],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=2,
+    )
+    tokenizer = clip_tokenizer()
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(_clip_config(tokenizer)).eval()
+    return {
+        "unet": unet.eval(),
+        "scheduler": scheduler,
+        "vae": vae.eval(),
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "safety_checker": None,
+        "feature_extractor": None,
+        "image_encoder": None,
+        "requires_safety_checker": False,
+    }
+
+
+def tiny_sd(seed: int = 0):
+    """A tiny ``StableDiffusionPipeline`` (UNet 4/8 channels, 2-layer CLIP text encoder of width 32)."""
+    from diffusers import StableDiffusionPipeline
+
+    return _ready(StableDiffusionPipeline(**_sd_components(seed)))
+
+
+def tiny_sd_img2img(seed: int = 0):
+    """A tiny ``StableDiffusionImg2ImgPipeline`` (same components as :func:`tiny_sd`)."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    return _ready(StableDiffusionImg2ImgPipeline(**_sd_components(seed)))
+
+
+def tiny_sd_inpaint(seed: int = 0):
+    """A tiny ``StableDiffusionInpaintPipeline`` (a 9-channel UNet, as inpainting checkpoints have)."""
+    from diffusers import StableDiffusionInpaintPipeline
+
+    return _ready(StableDiffusionInpaintPipeline(**_sd_components(seed, in_channels=9)))
+
+
+def tiny_lcm(seed: int = 0):
+    """A tiny ``LatentConsistencyModelPipeline``: a real pipeline whose ``__call__`` has no ``negative_prompt``."""
+    from diffusers import LatentConsistencyModelPipeline, LCMScheduler
+
+    components = _sd_components(seed, time_cond_proj_dim=32)  # LCM embeds the guidance scale
+    components["scheduler"] = LCMScheduler.from_config(components["scheduler"].config)
+    return _ready(LatentConsistencyModelPipeline(**components))
+
+
+def tiny_sdxl(seed: int = 0):
+    """A tiny ``StableDiffusionXLPipeline``: two CLIP text encoders (the second with projection)."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(2, 4),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80,  # 6 * addition_time_embed_dim + the pooled width (32)
+        cross_attention_dim=64,  # the two encoders' hidden states side by side
+        norm_num_groups=1,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        steps_offset=1,
+        beta_schedule="scaled_linear",
+        timestep_spacing="leading",
+    )
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        block_out_channels=[4, 8],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=2,
+        sample_size=128,
+    )
+    tokenizer = clip_tokenizer()
+    tokenizer_2 = clip_tokenizer()
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(_clip_config(tokenizer)).eval()
+    torch.manual_seed(seed + 1)
+    text_encoder_2 = CLIPTextModelWithProjection(_clip_config(tokenizer_2)).eval()
+    pipe = StableDiffusionXLPipeline(
+        vae=vae.eval(),
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet.eval(),
+        scheduler=scheduler,
+        image_encoder=None,
+        feature_extractor=None,
+    )
+    return _ready(pipe)
+
+
+def tiny_sd3(seed: int = 0):
+    """A tiny ``StableDiffusion3Pipeline``: two CLIP encoders with projection and a T5 encoder (``ByT5Tokenizer``)."""
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+    from transformers import CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    transformer = SD3Transformer2DModel(
+        sample_size=32,
+        patch_size=1,
+        in_channels=4,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_projection_dim=32,
+        joint_attention_dim=32,
+        pooled_projection_dim=64,
+        out_channels=4,
+    )
+    tokenizer = clip_tokenizer()
+    tokenizer_2 = clip_tokenizer()
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModelWithProjection(_clip_config(tokenizer)).eval()
+    torch.manual_seed(seed + 1)
+    text_encoder_2 = CLIPTextModelWithProjection(_clip_config(tokenizer_2)).eval()
+    text_encoder_3, tokenizer_3 = _t5_encoder(d_model=32, seed=seed)
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(4,),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer.eval(),
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae.eval(),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+        text_encoder_3=text_encoder_3,
+        tokenizer_3=tokenizer_3,
+    )
+    return _ready(pipe)
+
+
+def tiny_flux(seed: int = 0):
+    """A tiny ``FluxPipeline``: a CLIP encoder (pooled) and a T5 encoder (``ByT5Tokenizer``); true CFG available."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        axes_dims_rope=[4, 4, 8],
+    )
+    tokenizer = clip_tokenizer()
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(_clip_config(tokenizer)).eval()
+    text_encoder_2, tokenizer_2 = _t5_encoder(d_model=32, seed=seed)
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(4,),
+        layers_per_block=1,
+        latent_channels=1,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+    pipe = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae.eval(),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+        transformer=transformer.eval(),
+        image_encoder=None,
+        feature_extractor=None,
+    )
+    return _ready(pipe)
+
+
+def tiny_pixart(seed: int = 0):
+    """A tiny ``PixArtAlphaPipeline``: one T5 encoder (``ByT5Tokenizer``), the negative's only slot."""
+    from diffusers import AutoencoderKL, DDIMScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
+
+    torch.manual_seed(seed)
+    transformer = PixArtTransformer2DModel(
+        sample_size=8,
+        num_layers=2,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=3,
+        caption_channels=32,
+        in_channels=4,
+        cross_attention_dim=24,
+        out_channels=8,
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+    )
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        block_out_channels=[4, 8],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=2,
+    )
+    text_encoder, tokenizer = _t5_encoder(d_model=32, seed=seed)
+    pipe = PixArtAlphaPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae.eval(),
+        transformer=transformer.eval(),
+        scheduler=DDIMScheduler(),
+    )
+    return _ready(pipe)
+
+
+def sd15_shaped(seed: int = 0):
+    """A ``StableDiffusionPipeline`` with Stable Diffusion 1.5's shapes and random weights (about 1 B parameters).
+
+    UNet: block_out_channels (320, 640, 1280, 1280), 2 layers per block, cross-attention width 768, 8 heads, sample
+    size 64; the VAE of SD 1.5; a CLIP text encoder of ViT-L/14's text shape (width 768, 12 layers, 12 heads, MLP
+    3072). The tokenizer is the byte-level one of :func:`clip_tokenizer` (its vocabulary is not CLIP's, but it cuts
+    at the same 77 tokens); the embedding table still has CLIP's 49,408 rows. For timing, not for images.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=512,
+    )
+    tokenizer = clip_tokenizer()
+    text_encoder = CLIPTextModel(
+        _clip_config(
+            tokenizer,
+            hidden_size=768,
+            projection_dim=768,
+            intermediate_size=3072,
+            num_attention_heads=12,
+            num_hidden_layers=12,
+            vocab_size=49408,
+            hidden_act="quick_gelu",
+        )
+    ).eval()
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae.eval(),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet.eval(),
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )
+    return _ready(pipe)
