@@ -14,11 +14,11 @@ import sys
 
 import pytest
 import torch
-from tiny import save_tiny_gpt2, save_tiny_t5, tiny_gpt2, tiny_t5
 
 from negopt import __version__
 from negopt.config import CONFIG_NAME, NegOptConfig
 from negopt.generator import NegOptGenerator
+from tiny import save_tiny_gpt2, save_tiny_t5, tiny_gpt2, tiny_t5
 
 PROMPTS = [
     "a cat",
@@ -145,8 +145,11 @@ def test_lora_adapter_folder_loads_base_and_adapter(adapter, t5_dir, t5_gen):
 def test_not_a_language_model_is_refused(tmp_path):
     from transformers import ViTConfig, ViTModel
 
-    ViTModel(ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
-                       image_size=8, patch_size=4)).save_pretrained(tmp_path / "vit")
+    ViTModel(
+        ViTConfig(
+            hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, image_size=8, patch_size=4
+        )
+    ).save_pretrained(tmp_path / "vit")
     with pytest.raises(ValueError, match="model type 'vit', which is neither a seq2seq LM"):
         NegOptGenerator.from_pretrained(tmp_path / "vit")
     (tmp_path / "odd").mkdir()
@@ -253,8 +256,12 @@ def test_candidates_with_beam_search_are_deterministic(t5_gen):
 def test_save_pretrained_round_trip(tmp_path, kind):
     model, tokenizer = tiny_t5(3) if kind == "seq2seq" else tiny_gpt2(3)
     template = "negative prompt for: {prompt}" if kind == "seq2seq" else "P: {prompt}\nN:"
-    cfg = NegOptConfig(model_type=kind, prompt_template=template,
-                       generation_kwargs={"max_new_tokens": 14, "no_repeat_ngram_size": 2}, max_input_tokens=300)
+    cfg = NegOptConfig(
+        model_type=kind,
+        prompt_template=template,
+        generation_kwargs={"max_new_tokens": 14, "no_repeat_ngram_size": 2},
+        max_input_tokens=300,
+    )
     g = NegOptGenerator(model, tokenizer, cfg)
     folder = g.save_pretrained(tmp_path / "saved")
     files = set(os.listdir(folder))
@@ -341,8 +348,9 @@ def test_long_prompt_is_truncated_with_a_warning(gen):
     # The encoder (seq2seq) or the first forward pass (causal) sees the whole, padded input.
     module = gen.model.get_encoder() if gen.is_seq2seq else gen.model
     handle = module.register_forward_pre_hook(
-        lambda m, args, kwargs: lengths.append(kwargs["input_ids"].shape[1]) if kwargs.get("input_ids") is not None
-        else None,
+        lambda m, args, kwargs: (
+            lengths.append(kwargs["input_ids"].shape[1]) if kwargs.get("input_ids") is not None else None
+        ),
         with_kwargs=True,
     )
     long_prompt = "a very detailed photo of a cat " * 330  # about 10,000 characters
@@ -417,8 +425,10 @@ def test_cli_generate_in_process(capsys, t5_dir, t5_gen):
     assert [x["prompt"] for x in lines] == ["a cat", "a dog"]
     assert [x["negative_prompt"] for x in lines] == t5_gen(["a cat", "a dog"], max_new_tokens=12)
 
-    assert main(["generate", "--model", t5_dir, "a cat", "--num-candidates", "2", "--seed", "1",
-                 "--max-new-tokens", "8"]) == 0
+    assert (
+        main(["generate", "--model", t5_dir, "a cat", "--num-candidates", "2", "--seed", "1", "--max-new-tokens", "8"])
+        == 0
+    )
     assert capsys.readouterr().out.splitlines() == t5_gen("a cat", num_candidates=2, seed=1, max_new_tokens=8)
 
 
@@ -447,7 +457,10 @@ def test_cli_subprocess(t5_dir, t5_gen):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*sys.path])}
     proc = subprocess.run(
         [sys.executable, "-m", "negopt", "generate", "--model", t5_dir, "a cat", "--json"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"prompt": "a cat", "negative_prompt": t5_gen("a cat")}

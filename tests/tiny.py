@@ -64,7 +64,9 @@ def tiny_gpt2_tokenizer():
     )
     backend.train_from_iterator(_GPT2_CORPUS * 4, trainer)
     eos = "<|endoftext|>"
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=eos, eos_token=eos, pad_token=eos, unk_token=eos)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token=eos, eos_token=eos, pad_token=eos, unk_token=eos
+    )
 
 
 def tiny_gpt2(seed: int = 0):

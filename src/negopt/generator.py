@@ -35,7 +35,6 @@ DEFAULT_MAX_INPUT_TOKENS = 512
 _SANE_MAX_LENGTH = 100_000
 _TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
-_WARNED_TRAINING_MODE: set[int] = set()
 
 
 # --------------------------------------------------------------------------------------------------------- helpers
@@ -112,9 +111,7 @@ def _resolve_folder(
             "(config.json or adapter_config.json, the weights and the tokenizer)."
         )
     if _looks_like_path(name):
-        raise FileNotFoundError(
-            f"no folder {name!r}: check the path (a hub id looks like 'org/name')."
-        )
+        raise FileNotFoundError(f"no folder {name!r}: check the path (a hub id looks like 'org/name').")
 
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
@@ -568,9 +565,7 @@ class NegOptGenerator:
         return out[0] if single else out
 
     @staticmethod
-    def _check_inputs(
-        prompt: Any, num_candidates: Any, seed: Any, batch_size: Any
-    ) -> tuple[list[str], bool]:
+    def _check_inputs(prompt: Any, num_candidates: Any, seed: Any, batch_size: Any) -> tuple[list[str], bool]:
         for name, value in (("num_candidates", num_candidates), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}.")
@@ -581,9 +576,7 @@ class NegOptGenerator:
         if isinstance(prompt, str):
             return [prompt], True
         if prompt is None or not isinstance(prompt, (list, tuple)):
-            raise TypeError(
-                f"prompt must be a str or a list of str, got {type(prompt).__name__}: {prompt!r:.80}."
-            )
+            raise TypeError(f"prompt must be a str or a list of str, got {type(prompt).__name__}: {prompt!r:.80}.")
         for i, p in enumerate(prompt):
             if not isinstance(p, str):
                 raise TypeError(
@@ -613,7 +606,7 @@ class NegOptGenerator:
         return limit
 
     def _encode(self, prompts: list[str], limit: int) -> list[list[int]]:
-        """Token ids of the formatted prompts, each at most ``limit`` long (the prompt text is cut, not the template)."""
+        """Token ids of the formatted prompts, each at most ``limit`` long (the prompt is cut, not the template)."""
         tok = self.tokenizer
         texts = [self.config.format_prompt(p) for p in prompts]
         # Tokenizing to limit + 1 tells which inputs are too long without the tokenizer's own length warning.
@@ -650,9 +643,8 @@ class NegOptGenerator:
         active = [i for i, p in enumerate(prompts) if p.strip()]
         if not active:
             return results
-        if self.model.training and id(self.model) not in _WARNED_TRAINING_MODE:
-            _WARNED_TRAINING_MODE.add(id(self.model))
-            logger.info("the model is in training mode: dropout is active while generating; call model.eval().")
+        if self.model.training:
+            logger.info("the model is in training mode: dropout is active while generating (model.eval() stops it)")
         kwargs = self._generation_kwargs(num_candidates, call_kwargs)
         ids = self._encode([prompts[i] for i in active], self._input_limit(kwargs))
         # Longest first: similar lengths share a batch (little padding), and memory peaks on the first batch.
@@ -662,12 +654,24 @@ class NegOptGenerator:
         from tqdm.auto import tqdm
 
         # delay: quick calls (a few prompts) never draw a bar.
-        bar = {"disable": len(batches) < 2, "delay": 2.0, "desc": "negopt", "unit": "batch", **self._progress_bar_config}
+        bar = {
+            "disable": len(batches) < 2,
+            "delay": 2.0,
+            "desc": "negopt",
+            "unit": "batch",
+            **self._progress_bar_config,
+        }
         device = self.device
-        fork_devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices, enabled=seed is not None), torch.inference_mode():
+        # Seeding happens inside a fork of the RNG state, so the caller's global random state is left as it was.
+        fork = {"devices": []} if device.type == "cpu" else {"devices": [device], "device_type": device.type}
+        with torch.random.fork_rng(enabled=seed is not None, **fork), torch.inference_mode():
             if seed is not None:
-                torch.manual_seed(seed)
+                torch.default_generator.manual_seed(seed)
+                if device.type == "cuda":
+                    with torch.cuda.device(device):
+                        torch.cuda.manual_seed(seed)
+                elif device.type != "cpu":
+                    torch.manual_seed(seed)
             for batch in tqdm(batches, **bar):
                 rows = [ids[j] for j in batch]
                 input_ids, attention_mask = self._pad(rows, device)
