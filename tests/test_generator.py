@@ -464,3 +464,22 @@ def test_cli_subprocess(t5_dir, t5_gen):
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"prompt": "a cat", "negative_prompt": t5_gen("a cat")}
+
+
+def test_bart_is_a_seq2seq_generator(tmp_path):
+    from transformers import BartConfig, BartForConditionalGeneration, ByT5Tokenizer
+
+    tokenizer = ByT5Tokenizer()
+    config = BartConfig(
+        vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=512,
+        pad_token_id=0, bos_token_id=2, eos_token_id=1, decoder_start_token_id=0, forced_bos_token_id=None,
+        forced_eos_token_id=None, init_std=0.3,  # larger weights than the default: prompts get different outputs
+    )  # fmt: skip
+    torch.manual_seed(0)
+    g = NegOptGenerator(BartForConditionalGeneration(config).eval(), tokenizer)
+    assert g.is_seq2seq
+    out = g(PROMPTS, **SHORT)
+    assert len(set(out)) > 1
+    assert out == [g(p, **SHORT) for p in PROMPTS]
+    assert NegOptGenerator.from_pretrained(g.save_pretrained(tmp_path / "bart"))(PROMPTS, **SHORT) == out

@@ -494,6 +494,7 @@ class NegOptGenerator:
             )
         if not os.path.isabs(base) and os.path.isdir(os.path.join(folder, base)):
             base = os.path.join(folder, base)  # a base saved beside/inside the adapter, by relative path
+        _check_weights(folder, use_safetensors, adapter=True)
         peft_config = PeftConfig.from_pretrained(folder)
         try:
             base_folder = _resolve_folder(
@@ -508,7 +509,6 @@ class NegOptGenerator:
         base_model, model_type = _load_transformers_model(
             base_folder, dtype=dtype, use_safetensors=use_safetensors, trust_remote_code=trust_remote_code
         )
-        _check_weights(folder, use_safetensors, adapter=True)
         model = PeftModel.from_pretrained(base_model, folder, is_trainable=False)
         return model.eval(), model_type, base_folder
 
@@ -527,8 +527,10 @@ class NegOptGenerator:
         Greedy decoding with repetition control by default (``NegOptConfig.generation_kwargs``, which a saved
         ``negopt_config.json`` can change); keyword arguments override those defaults and go to ``model.generate``
         (``max_new_tokens``, ``min_new_tokens``, ``no_repeat_ngram_size``, ``num_beams``, ...). Prompts run in batches
-        sorted by length and padded to the longest of each batch; a greedy batched call gives the same text as one
-        call per prompt.
+        sorted by length and padded to the longest of each batch. A greedy batched call gives the same text as one
+        call per prompt: padding is masked out, and a causal model's position ids follow its attention mask (left
+        padding). The logits can differ in the last float bits (matrix shapes change with the padding), which could
+        only matter for an exact tie between two tokens.
 
         The output is cleaned: an echo of the prompt is removed, whitespace and commas are normalised, repeated
         terms dropped; A1111 weights such as ``(blurry:1.3)`` are kept as written. An empty or whitespace-only
@@ -539,8 +541,9 @@ class NegOptGenerator:
             prompt: A prompt, or a list of prompts.
             num_candidates: Negatives per prompt. Above 1, generation samples (``do_sample=True``) unless you pass
                 ``do_sample`` or ``num_beams`` yourself (beam search then returns the ``num_candidates`` best beams).
-            seed: Makes sampling reproducible: the same seed, prompts and batch size give the same output. The
-                global torch random state is left as it was. Greedy decoding needs no seed.
+            seed: Makes sampling reproducible: the same seed, prompts and batch size give the same output (a
+                prompt's samples depend on the batch it shares). The global torch random state is left as it was.
+                Greedy decoding needs no seed; without one, sampling draws from the global torch RNG.
             batch_size: Prompts per forward pass.
             **generation_kwargs: Passed to ``model.generate``.
 
