@@ -245,9 +245,8 @@ tags:
 
 # {title}
 
-A negative-prompt generator for text-to-image models, made with
-[negopt](https://github.com/negopt/negopt) (NegOpt: Ogezi & Shi, 2024). It reads a prompt and writes a negative
-prompt for it.
+A negative-prompt generator for text-to-image models, made with negopt (`pip install negopt`; the method is
+NegOpt, Ogezi & Shi, 2024). It reads a prompt and writes a negative prompt for it.
 
 - Model: {model_class} ({model_type}){adapter_line}
 - Prompt template: `{template}`
