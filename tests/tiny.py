@@ -59,3 +59,60 @@ def tiny_gpt2_rl(seed: int = 0):
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(config).eval()
     return model, tokenizer
+
+
+_GPT2_CORPUS = [
+    "Prompt: a portrait photo of an old fisherman, detailed, 8k\nNegative prompt: blurry, lowres, bad hands",
+    "Prompt: a cat sitting on a windowsill at sunset\nNegative prompt: watermark, text, deformed, ugly",
+    "Prompt: a futuristic city at night, neon lights, cinematic\nNegative prompt: (worst quality:1.4), jpeg artifacts",
+    "Prompt: a bowl of fruit, still life, oil painting\nNegative prompt: cropped, out of frame, extra fingers",
+]
+
+
+def tiny_gpt2_tokenizer():
+    """A byte-level BPE tokenizer (vocabulary ~400) trained in-process; ``<|endoftext|>`` is bos, eos and pad."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_GPT2_CORPUS * 4, trainer)
+    eos = "<|endoftext|>"
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token=eos, eos_token=eos, pad_token=eos, unk_token=eos
+    )
+
+
+def tiny_gpt2(seed: int = 0):
+    """A 2-layer GPT-2 (n_embd 32) with :func:`tiny_gpt2_tokenizer`: ``(model, tokenizer)``."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = tiny_gpt2_tokenizer()
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=256,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(config).eval()
+    return model, tokenizer
+
+
+def save_tiny_gpt2(path: str | os.PathLike, seed: int = 0) -> str:
+    """Save :func:`tiny_gpt2` as a transformers checkpoint folder (safetensors); returns the path."""
+    model, tokenizer = tiny_gpt2(seed)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)

@@ -1,0 +1,815 @@
+"""``NegOptGenerator``: a small language model that writes negative prompts.
+
+Loads a seq2seq LM (T5, Flan-T5, BART) or a causal LM (GPT-2 style), or a LoRA adapter over one, from a local folder
+or the Hugging Face Hub; generates in length-sorted, padded batches; cleans the output with :mod:`negopt.text`; saves
+and pushes folders that load back with :meth:`NegOptGenerator.from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from negopt.config import CONFIG_NAME, NegOptConfig
+from negopt.text import clean_negative, strip_echo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = ["NegOptGenerator", "ADAPTER_CONFIG_NAME", "DEFAULT_MAX_INPUT_TOKENS"]
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+DEFAULT_MAX_INPUT_TOKENS = 512
+# Tokenizers without a real limit report model_max_length as ~1e30; anything above this is treated as "no limit".
+_SANE_MAX_LENGTH = 100_000
+_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+# --------------------------------------------------------------------------------------------------------- helpers
+def _model_type_from_config(config: Any, where: str) -> str:
+    """``"seq2seq"`` or ``"causal"`` for a transformers config; ValueError for anything else."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING,
+        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING,
+    )
+
+    if getattr(config, "is_encoder_decoder", False) or type(config) in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING:
+        return "seq2seq"
+    if type(config) in MODEL_FOR_CAUSAL_LM_MAPPING:
+        return "causal"
+    auto_map = getattr(config, "auto_map", None) or {}  # remote-code models name their own classes
+    if "AutoModelForSeq2SeqLM" in auto_map:
+        return "seq2seq"
+    if "AutoModelForCausalLM" in auto_map:
+        return "causal"
+    raise ValueError(
+        f"{where} has model type {getattr(config, 'model_type', type(config).__name__)!r}, which is neither a "
+        "seq2seq LM (T5, Flan-T5, BART, ...) nor a causal LM (GPT-2, Llama, ...). NegOptGenerator needs a model "
+        "that generates text: pick a checkpoint of one of those families."
+    )
+
+
+def _is_hub_id(name: str) -> bool:
+    return bool(_HUB_ID.match(name)) and ".." not in name
+
+
+def _looks_like_path(name: str) -> bool:
+    return (
+        os.path.isabs(name)
+        or name.startswith((".", "~"))
+        or "\\" in name
+        or name.count("/") > 1
+        or not _is_hub_id(name)
+    )
+
+
+def _hub_offline() -> bool:
+    try:
+        from huggingface_hub import is_offline_mode
+
+        return bool(is_offline_mode())
+    except ImportError:  # pragma: no cover - older huggingface_hub
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+
+
+def _resolve_folder(
+    name_or_path: str | os.PathLike,
+    *,
+    revision: str | None,
+    cache_dir: str | os.PathLike | None,
+    token: str | bool | None,
+    local_files_only: bool,
+    use_safetensors: bool,
+    trust_remote_code: bool,
+) -> str:
+    """A local folder holding ``name_or_path``: the folder itself, or a hub snapshot (local cache first)."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(
+            f"name_or_path must be a folder path or a hub id (str), got {type(name_or_path).__name__}: "
+            f"{name_or_path!r}."
+        )
+    name = os.path.expanduser(os.fspath(name_or_path))
+    if os.path.isdir(name):
+        return name
+    if os.path.exists(name):
+        raise NotADirectoryError(
+            f"{name!r} is a file; NegOptGenerator.from_pretrained needs the folder that holds the model "
+            "(config.json or adapter_config.json, the weights and the tokenizer)."
+        )
+    if _looks_like_path(name):
+        raise FileNotFoundError(f"no folder {name!r}: check the path (a hub id looks like 'org/name').")
+
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "README.md"]
+    if not use_safetensors:
+        patterns.append("*.bin")
+    if trust_remote_code:
+        patterns.append("*.py")
+    try:
+        return snapshot_download(
+            name,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only,
+            allow_patterns=patterns,
+        )
+    except HFValidationError as e:
+        raise FileNotFoundError(f"{name!r} is neither a local folder nor a valid hub id ({e}).") from e
+    except GatedRepoError as e:
+        raise OSError(
+            f"{name!r} is a gated repository on the hub: accept its terms on the hub and pass token=... ({e})."
+        ) from e
+    except RepositoryNotFoundError as e:
+        raise OSError(
+            f"could not find {name!r} locally or on the hub: no such folder or repository (a private repository "
+            "needs token=...)."
+        ) from e
+    except RevisionNotFoundError as e:
+        raise OSError(f"revision {revision!r} of {name!r} was not found on the hub.") from e
+    except LocalEntryNotFoundError as e:
+        if _hub_offline():
+            why = "the hub is offline (HF_HUB_OFFLINE=1)"
+        elif local_files_only:
+            why = "local_files_only=True"
+        else:
+            why = "the hub could not be reached"
+        raise OSError(
+            f"could not find {name!r} locally and {why}: pass a local folder, or download it first when online."
+        ) from e
+    except OSError as e:  # network failures and the like
+        raise OSError(f"could not download {name!r} from the hub: {e}") from e
+
+
+def _has_tokenizer(folder: str) -> bool:
+    return any(os.path.isfile(os.path.join(folder, f)) for f in _TOKENIZER_FILES)
+
+
+def _check_weights(folder: str, use_safetensors: bool, adapter: bool = False) -> None:
+    """Refuse pickle-only weights unless the caller opted in with ``use_safetensors=False``."""
+    files = os.listdir(folder)
+    stem = "adapter_model" if adapter else ""
+    has_safe = any(f.endswith(".safetensors") and f.startswith(stem) for f in files)
+    has_pickle = any(f.endswith((".bin", ".pt", ".pth")) and f.startswith(stem) for f in files)
+    if use_safetensors and not has_safe and has_pickle:
+        pickled = sorted(f for f in files if f.endswith((".bin", ".pt", ".pth")))
+        raise ValueError(
+            f"{folder!r} holds only pickle weights ({', '.join(pickled)}), which can run arbitrary code when loaded; "
+            "negopt loads safetensors only by default. If you trust the file, pass use_safetensors=False "
+            "(or convert it to safetensors)."
+        )
+
+
+def _resolve_dtype(torch_dtype: torch.dtype | str | None) -> torch.dtype | str:
+    if torch_dtype is None:
+        return torch.float32
+    if isinstance(torch_dtype, torch.dtype) or torch_dtype == "auto":
+        return torch_dtype
+    if isinstance(torch_dtype, str) and isinstance(getattr(torch, torch_dtype, None), torch.dtype):
+        return getattr(torch, torch_dtype)
+    raise ValueError(
+        f"torch_dtype must be a torch.dtype, a dtype name such as 'bfloat16', or 'auto'; got {torch_dtype!r}."
+    )
+
+
+def _load_transformers_model(
+    folder: str, *, dtype: Any, use_safetensors: bool, trust_remote_code: bool
+) -> tuple[PreTrainedModel, str]:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        raise FileNotFoundError(
+            f"{folder!r} is not a generator folder: it has neither config.json (a transformers model) nor "
+            f"{ADAPTER_CONFIG_NAME} (a LoRA adapter)."
+        )
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except ValueError as e:
+        raise ValueError(f"cannot read the model config in {folder!r}: {e}") from e
+    model_type = _model_type_from_config(config, repr(folder))
+    _check_weights(folder, use_safetensors)
+    auto_cls = AutoModelForSeq2SeqLM if model_type == "seq2seq" else AutoModelForCausalLM
+    try:
+        model = auto_cls.from_pretrained(
+            folder,
+            config=config,
+            dtype=dtype,
+            # None lets transformers fall back to .bin, which the caller allowed with use_safetensors=False.
+            use_safetensors=True if use_safetensors else None,
+            trust_remote_code=trust_remote_code,
+        )
+    except OSError as e:
+        raise OSError(f"cannot load the model weights in {folder!r}: {e}") from e
+    return model.eval(), model_type
+
+
+def _hub_base_model(name: str | None) -> str | None:
+    """The base model id for a model card, if it is a hub id rather than a local path."""
+    if not name or os.path.isdir(name) or _looks_like_path(name):
+        return None
+    return name
+
+
+_MODEL_CARD = """---
+library_name: negopt
+tags:
+- negopt
+- negative-prompt
+- text-to-image
+- stable-diffusion
+- diffusers
+{base_model}pipeline_tag: {pipeline_tag}
+---
+
+# {title}
+
+A negative-prompt generator for text-to-image models, made with negopt (`pip install negopt`; the method is
+NegOpt, Ogezi & Shi, 2024). It reads a prompt and writes a negative prompt for it.
+
+- Model: {model_class} ({model_type}){adapter_line}
+- Prompt template: `{template}`
+- negopt version: {version}
+
+## How to use
+
+```python
+from negopt import NegOptGenerator, NegOptPipeline
+
+gen = NegOptGenerator.from_pretrained("{repo_id}")
+gen("a portrait photo of an old fisherman")          # -> a negative prompt
+
+# Or fill the negative prompt of any diffusers pipeline:
+# pipe = NegOptPipeline(stable_diffusion_pipeline, gen)
+```
+
+From the command line: `negopt generate --model {repo_id} "a portrait photo of an old fisherman"`.
+"""
+
+
+# ----------------------------------------------------------------------------------------------------- generator
+class NegOptGenerator:
+    """A language model that writes a negative prompt for a text-to-image prompt.
+
+    ``gen(prompt)`` returns a negative prompt, ``gen(prompts)`` a list of them in the same order; see
+    :meth:`__call__`. Build one with :meth:`from_pretrained`, or hand in a model and tokenizer you already have (the
+    constructor is the ``from_model`` path). The model and tokenizer are used as given: the generator never changes
+    their settings (padding side, pad token, train/eval mode).
+
+    Args:
+        model: A transformers seq2seq or causal LM (``PreTrainedModel``), or a peft ``PeftModel`` over one.
+        tokenizer: Its tokenizer.
+        config: Prompt template and generation defaults; None builds the default for the model's type.
+
+    Raises:
+        TypeError: ``model`` cannot generate, or ``config`` is not a NegOptConfig.
+        ValueError: The model is neither seq2seq nor causal, or ``config.model_type`` does not match it.
+
+    Example:
+        >>> from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        >>> model = AutoModelForSeq2SeqLM.from_pretrained("google/flan-t5-small")  # doctest: +SKIP
+        >>> gen = NegOptGenerator(model, AutoTokenizer.from_pretrained("google/flan-t5-small"))  # doctest: +SKIP
+        >>> gen("a portrait photo of an old fisherman")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        config: NegOptConfig | None = None,
+    ) -> None:
+        if not callable(getattr(model, "generate", None)) or getattr(model, "config", None) is None:
+            raise TypeError(
+                f"model must be a transformers language model with a .generate method (or a peft PeftModel over "
+                f"one), got {type(model).__name__}."
+            )
+        if not callable(tokenizer):
+            raise TypeError(f"tokenizer must be a transformers tokenizer, got {type(tokenizer).__name__}.")
+        if config is not None and not isinstance(config, NegOptConfig):
+            raise TypeError(
+                f"config must be a negopt.NegOptConfig or None, got {type(config).__name__}; "
+                "build one with NegOptConfig(...) or NegOptConfig.from_dict(d)."
+            )
+        model_type = _model_type_from_config(model.config, f"the model ({type(model).__name__})")
+        if config is None:
+            config = NegOptConfig(model_type=model_type)
+        elif config.model_type != model_type:
+            raise ValueError(
+                f"config.model_type is {config.model_type!r} but the model ({type(model).__name__}) is a "
+                f"{model_type} LM; set NegOptConfig(model_type={model_type!r}, ...)."
+            )
+        pad_id = tokenizer.pad_token_id
+        if pad_id is None:  # GPT-2 style tokenizers have no pad token: pad with EOS (masked out anyway)
+            pad_id = tokenizer.eos_token_id
+        if pad_id is None:
+            pad_id = getattr(model.generation_config, "pad_token_id", None) or 0
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self._pad_token_id = int(pad_id)
+        self._progress_bar_config: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------------------------------ properties
+    @property
+    def is_seq2seq(self) -> bool:
+        """True for an encoder-decoder model (T5, BART), False for a causal LM."""
+        return self.config.model_type == "seq2seq"
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the model's parameters."""
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the model's floating-point parameters."""
+        for p in self.model.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.float32  # pragma: no cover - a model without float parameters
+
+    @property
+    def max_input_tokens(self) -> int:
+        """Inputs are truncated to this many tokens: the config's limit, else the tokenizer's when sane, else 512."""
+        if self.config.max_input_tokens:
+            return int(self.config.max_input_tokens)
+        limit = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(limit, int) and 0 < limit <= _SANE_MAX_LENGTH:
+            return limit
+        return DEFAULT_MAX_INPUT_TOKENS
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> NegOptGenerator:
+        """Move the model to ``device`` (and cast to ``dtype``); returns ``self``."""
+        if device is not None:
+            self.model.to(device)
+        if dtype is not None:
+            self.model.to(dtype)
+        return self
+
+    def set_progress_bar_config(self, **kwargs: Any) -> None:
+        """Options for the tqdm bar shown over batches (e.g. ``disable=True``), as in diffusers."""
+        self._progress_bar_config = kwargs
+
+    def __repr__(self) -> str:
+        n_params = sum(p.numel() for p in self.model.parameters())
+        size = f"{n_params / 1e9:.2f}B" if n_params >= 1e9 else f"{n_params / 1e6:.2f}M"
+        adapter = ""
+        if hasattr(self.model, "peft_config"):
+            base = self.model.get_base_model()
+            adapter = f", adapter=lora over {type(base).__name__}"
+        return (
+            f"{type(self).__name__}(model={type(self.model).__name__}, type={self.config.model_type}, "
+            f"params={size}, device={self.device}, dtype={str(self.dtype).replace('torch.', '')}"
+            f"{adapter}, template={self.config.prompt_template!r})"
+        )
+
+    # ---------------------------------------------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        device: str | torch.device | None = None,
+        torch_dtype: torch.dtype | str | None = None,
+        use_safetensors: bool = True,
+        trust_remote_code: bool = False,
+    ) -> NegOptGenerator:
+        """Load a generator from a local folder or a hub id.
+
+        The folder holds a transformers model (``config.json`` + safetensors weights) or a LoRA adapter
+        (``adapter_config.json``; its ``base_model_name_or_path`` is loaded the same way, then the adapter on top),
+        the tokenizer, and optionally ``negopt_config.json`` (prompt template, generation defaults). Whether the
+        model is seq2seq or causal is read from its config. A local folder wins; otherwise the hub is asked, its
+        cache first.
+
+        Args:
+            name_or_path: A local folder or a hub id (``"org/name"``).
+            revision: Hub revision (branch, tag or commit) of ``name_or_path``.
+            cache_dir: Hub cache folder.
+            token: Hub token, for private or gated repositories.
+            local_files_only: Never reach the hub; use the local cache only.
+            device: Where to put the model (default: CPU).
+            torch_dtype: Parameter dtype (default ``torch.float32``; ``"auto"`` takes the checkpoint's).
+            use_safetensors: Load safetensors weights only (default). Pickle weights (``pytorch_model.bin``) can
+                run code when loaded: pass False only for files you trust.
+            trust_remote_code: Allow a checkpoint's own modelling code to run. Off unless you ask.
+
+        Returns:
+            The generator, its model in eval mode.
+
+        Raises:
+            FileNotFoundError: A local path that does not exist, or a folder without a model.
+            OSError: The hub could not provide ``name_or_path`` (offline, no such repository, network); the message
+                says which.
+            ValueError: Pickle-only weights with ``use_safetensors=True``; a model that is neither seq2seq nor
+                causal; a ``negopt_config.json`` whose model type does not match the model.
+
+        Example:
+            >>> gen = NegOptGenerator.from_pretrained("path/to/generator")  # doctest: +SKIP
+            >>> gen("a red fox in the snow")  # doctest: +SKIP
+        """
+        hub = {"cache_dir": cache_dir, "token": token, "local_files_only": local_files_only}
+        flags = {"use_safetensors": use_safetensors, "trust_remote_code": trust_remote_code}
+        dtype = _resolve_dtype(torch_dtype)
+        folder = _resolve_folder(name_or_path, revision=revision, **hub, **flags)
+
+        if os.path.isfile(os.path.join(folder, ADAPTER_CONFIG_NAME)):
+            model, model_type, base_folder = cls._load_adapter(folder, dtype=dtype, hub=hub, **flags)
+        else:
+            model, model_type = _load_transformers_model(folder, dtype=dtype, **flags)
+            base_folder = folder
+
+        from transformers import AutoTokenizer
+
+        tok_folder = folder if _has_tokenizer(folder) else base_folder
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(tok_folder, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as e:
+            raise OSError(f"cannot load the tokenizer of {os.fspath(name_or_path)!r} from {tok_folder!r}: {e}") from e
+
+        config = None
+        for candidate in (folder, base_folder):
+            path = os.path.join(candidate, CONFIG_NAME)
+            if os.path.isfile(path):
+                config = NegOptConfig.from_json_file(path)
+                break
+        if config is None and not os.path.isdir(os.path.expanduser(os.fspath(name_or_path))):
+            # A plain hub checkpoint: remember where it came from, for the model card of a later save.
+            config = NegOptConfig(model_type=model_type, base_model_name_or_path=os.fspath(name_or_path))
+        if config is not None and config.model_type != model_type:
+            raise ValueError(
+                f"{CONFIG_NAME} in {folder!r} says model_type={config.model_type!r}, but the model is a {model_type} "
+                f"LM; fix the file (model_type: {model_type!r}) or delete it."
+            )
+        generator = cls(model, tokenizer, config)
+        if device is not None:
+            generator.to(device)
+        return generator
+
+    @staticmethod
+    def _load_adapter(
+        folder: str, *, dtype: Any, hub: dict[str, Any], use_safetensors: bool, trust_remote_code: bool
+    ) -> tuple[Any, str, str]:
+        try:
+            from peft import PeftConfig, PeftModel
+        except ImportError as e:  # peft is a dependency, but keep the message useful if it is missing
+            raise ImportError(f"{folder!r} holds a LoRA adapter, which needs peft: pip install peft") from e
+
+        with open(os.path.join(folder, ADAPTER_CONFIG_NAME), encoding="utf-8") as f:
+            try:
+                raw = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{ADAPTER_CONFIG_NAME} in {folder!r} is not valid JSON ({e}).") from e
+        base = raw.get("base_model_name_or_path")
+        if not base:
+            raise ValueError(
+                f"{ADAPTER_CONFIG_NAME} in {folder!r} has no base_model_name_or_path, so its base model is unknown; "
+                "set it to the folder or hub id the adapter was trained on."
+            )
+        if not os.path.isabs(base) and os.path.isdir(os.path.join(folder, base)):
+            base = os.path.join(folder, base)  # a base saved beside/inside the adapter, by relative path
+        _check_weights(folder, use_safetensors, adapter=True)
+        peft_config = PeftConfig.from_pretrained(folder)
+        try:
+            base_folder = _resolve_folder(
+                base,
+                revision=getattr(peft_config, "revision", None),
+                use_safetensors=use_safetensors,
+                trust_remote_code=trust_remote_code,
+                **hub,
+            )
+        except OSError as e:
+            raise type(e)(f"cannot load the base model of the adapter in {folder!r}: {e}") from e
+        base_model, model_type = _load_transformers_model(
+            base_folder, dtype=dtype, use_safetensors=use_safetensors, trust_remote_code=trust_remote_code
+        )
+        model = PeftModel.from_pretrained(base_model, folder, is_trainable=False)
+        return model.eval(), model_type, base_folder
+
+    # ------------------------------------------------------------------------------------------------- generation
+    def __call__(
+        self,
+        prompt: str | Sequence[str],
+        *,
+        num_candidates: int = 1,
+        seed: int | None = None,
+        batch_size: int = 32,
+        **generation_kwargs: Any,
+    ) -> str | list[str] | list[list[str]]:
+        """Write negative prompts.
+
+        Greedy decoding with repetition control by default (``NegOptConfig.generation_kwargs``, which a saved
+        ``negopt_config.json`` can change); keyword arguments override those defaults and go to ``model.generate``
+        (``max_new_tokens``, ``min_new_tokens``, ``no_repeat_ngram_size``, ``num_beams``, ...). Prompts run in batches
+        sorted by length and padded to the longest of each batch. A greedy batched call gives the same text as one
+        call per prompt: padding is masked out, and a causal model's position ids follow its attention mask (left
+        padding). The logits can differ in the last float bits (matrix shapes change with the padding), which could
+        only matter for an exact tie between two tokens.
+
+        The output is cleaned: an echo of the prompt is removed, whitespace and commas are normalised, repeated
+        terms dropped; A1111 weights such as ``(blurry:1.3)`` are kept as written. An empty or whitespace-only
+        prompt gives ``""`` without running the model. A prompt longer than :attr:`max_input_tokens` is truncated
+        with a warning.
+
+        Args:
+            prompt: A prompt, or a list of prompts.
+            num_candidates: Negatives per prompt. Above 1, generation samples (``do_sample=True``) unless you pass
+                ``do_sample`` or ``num_beams`` yourself (beam search then returns the ``num_candidates`` best beams).
+            seed: Makes sampling reproducible: the same seed, prompts and batch size give the same output (a
+                prompt's samples depend on the batch it shares). The global torch random state is left as it was.
+                Greedy decoding needs no seed; without one, sampling draws from the global torch RNG.
+            batch_size: Prompts per forward pass.
+            **generation_kwargs: Passed to ``model.generate``.
+
+        Returns:
+            For a str: a str, or a list of ``num_candidates`` str. For a list: a list of the same length and order,
+            of str or of lists of ``num_candidates`` str.
+
+        Raises:
+            TypeError: ``prompt`` is not a str or a list of str (the message gives the bad index), or
+                ``num_candidates``, ``batch_size`` or ``seed`` is not an int.
+            ValueError: ``num_candidates`` or ``batch_size`` is below 1.
+
+        Example:
+            >>> gen("a portrait photo of an old fisherman")  # doctest: +SKIP
+            'blurry, lowres, bad anatomy, watermark'
+            >>> gen(["a cat", "a city at night"], num_candidates=2, seed=0)  # doctest: +SKIP
+            [['...', '...'], ['...', '...']]
+        """
+        prompts, single = self._check_inputs(prompt, num_candidates, seed, batch_size)
+        results = self._generate(prompts, num_candidates, seed, batch_size, generation_kwargs)
+        out: list[Any] = [r[0] for r in results] if num_candidates == 1 else results
+        return out[0] if single else out
+
+    @staticmethod
+    def _check_inputs(prompt: Any, num_candidates: Any, seed: Any, batch_size: Any) -> tuple[list[str], bool]:
+        for name, value in (("num_candidates", num_candidates), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}.")
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}: {seed!r}.")
+        if isinstance(prompt, str):
+            return [prompt], True
+        if prompt is None or not isinstance(prompt, (list, tuple)):
+            raise TypeError(f"prompt must be a str or a list of str, got {type(prompt).__name__}: {prompt!r:.80}.")
+        for i, p in enumerate(prompt):
+            if not isinstance(p, str):
+                raise TypeError(
+                    f"prompt must be a str or a list of str, but prompt[{i}] is {type(p).__name__}: {p!r:.80}."
+                )
+        return list(prompt), False
+
+    def _generation_kwargs(self, num_candidates: int, call_kwargs: dict[str, Any]) -> dict[str, Any]:
+        kwargs = {**self.config.generation_kwargs, **call_kwargs}
+        if num_candidates > 1:
+            if "do_sample" not in call_kwargs and "num_beams" not in call_kwargs:
+                # k greedy candidates would be k copies of one answer: sample instead.
+                kwargs["do_sample"] = True
+                kwargs["num_beams"] = 1
+            kwargs["num_return_sequences"] = num_candidates
+        kwargs.setdefault("pad_token_id", self._pad_token_id)
+        return kwargs
+
+    def _input_limit(self, kwargs: dict[str, Any]) -> int:
+        limit = self.max_input_tokens
+        if not self.is_seq2seq:  # a causal model's context must also hold what it writes
+            cfg = self.model.config
+            positions = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+            new = kwargs.get("max_new_tokens")
+            if isinstance(positions, int) and isinstance(new, int) and positions - new > 0:
+                limit = min(limit, positions - new)
+        return limit
+
+    def _encode(self, prompts: list[str], limit: int) -> list[list[int]]:
+        """Token ids of the formatted prompts, each at most ``limit`` long (the prompt is cut, not the template)."""
+        tok = self.tokenizer
+        texts = [self.config.format_prompt(p) for p in prompts]
+        # Tokenizing to limit + 1 tells which inputs are too long without the tokenizer's own length warning.
+        ids = tok(texts, add_special_tokens=True, truncation=True, max_length=limit + 1)["input_ids"]
+        too_long = [j for j, x in enumerate(ids) if len(x) > limit]
+        if too_long:
+            overhead = len(tok(self.config.format_prompt(""), add_special_tokens=True)["input_ids"])
+            budget = max(limit - overhead, 1)
+            for j in too_long:
+                prompt_ids = tok(prompts[j], add_special_tokens=False, truncation=True, max_length=budget)["input_ids"]
+                short = tok.decode(prompt_ids, skip_special_tokens=True)
+                x = tok(self.config.format_prompt(short), add_special_tokens=True)["input_ids"]
+                if len(x) > limit:  # re-tokenizing can merge differently: cut, keeping the template's end
+                    x = x[:limit] if self.is_seq2seq else x[-limit:]
+                ids[j] = x
+            warnings.warn(
+                f"{len(too_long)} prompt(s) were longer than the model's input limit of {limit} tokens and were "
+                "truncated. Shorten them, or raise the limit with NegOptConfig(max_input_tokens=...) if the model "
+                "supports longer inputs.",
+                UserWarning,
+                stacklevel=4,
+            )
+        return ids
+
+    def _generate(
+        self,
+        prompts: list[str],
+        num_candidates: int,
+        seed: int | None,
+        batch_size: int,
+        call_kwargs: dict[str, Any],
+    ) -> list[list[str]]:
+        results = [[""] * num_candidates for _ in prompts]
+        active = [i for i, p in enumerate(prompts) if p.strip()]
+        if not active:
+            return results
+        if self.model.training:
+            logger.info("the model is in training mode: dropout is active while generating (model.eval() stops it)")
+        kwargs = self._generation_kwargs(num_candidates, call_kwargs)
+        ids = self._encode([prompts[i] for i in active], self._input_limit(kwargs))
+        # Longest first: similar lengths share a batch (little padding), and memory peaks on the first batch.
+        order = sorted(range(len(ids)), key=lambda j: len(ids[j]), reverse=True)
+        batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+
+        from tqdm.auto import tqdm
+
+        # delay: quick calls (a few prompts) never draw a bar.
+        bar = {
+            "disable": len(batches) < 2,
+            "delay": 2.0,
+            "desc": "negopt",
+            "unit": "batch",
+            **self._progress_bar_config,
+        }
+        device = self.device
+        # Seeding happens inside a fork of the RNG state, so the caller's global random state is left as it was.
+        fork = {"devices": []} if device.type == "cpu" else {"devices": [device], "device_type": device.type}
+        with torch.random.fork_rng(enabled=seed is not None, **fork), torch.inference_mode():
+            if seed is not None:
+                torch.default_generator.manual_seed(seed)
+                if device.type == "cuda":
+                    with torch.cuda.device(device):
+                        torch.cuda.manual_seed(seed)
+                elif device.type != "cpu":
+                    torch.manual_seed(seed)
+            for batch in tqdm(batches, **bar):
+                rows = [ids[j] for j in batch]
+                input_ids, attention_mask = self._pad(rows, device)
+                out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+                if not self.is_seq2seq:  # the output starts with the (left-padded) input
+                    out = out[:, input_ids.shape[1] :]
+                texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
+                for r, j in enumerate(batch):
+                    i = active[j]
+                    results[i] = [
+                        self.postprocess(t, prompts[i]) for t in texts[r * num_candidates : (r + 1) * num_candidates]
+                    ]
+        return results
+
+    @staticmethod
+    def postprocess(text: str, prompt: str) -> str:
+        """Clean a decoded model output: drop an echo of ``prompt``, normalise whitespace and commas, drop repeated
+        terms. A1111 weights such as ``(blurry:1.3)`` are kept as written.
+
+        Example:
+            >>> NegOptGenerator.postprocess("a cat, blurry ,, (bad hands:1.3),  Blurry , watermark", "a cat")
+            'blurry, (bad hands:1.3), watermark'
+        """
+        return clean_negative(strip_echo(text, prompt))
+
+    def _pad(self, rows: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pad to the longest row: right for seq2seq, left for causal (so generation continues each row's end)."""
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self._pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, row in enumerate(rows):
+            span = slice(0, len(row)) if self.is_seq2seq else slice(width - len(row), width)
+            input_ids[r, span] = torch.tensor(row, dtype=torch.long)
+            attention_mask[r, span] = 1
+        return input_ids.to(device), attention_mask.to(device)
+
+    # ----------------------------------------------------------------------------------------------------- saving
+    def save_pretrained(self, save_directory: str | os.PathLike) -> str:
+        """Save the model (safetensors; a LoRA adapter saves only the adapter), tokenizer, ``negopt_config.json``
+        and a model card (``README.md``, unless the folder already has one that negopt did not write).
+
+        ``NegOptGenerator.from_pretrained(save_directory)`` then gives the same output.
+
+        Args:
+            save_directory: The folder (created if missing).
+
+        Returns:
+            The folder's path.
+        """
+        from negopt import __version__
+
+        save_directory = os.fspath(save_directory)
+        os.makedirs(save_directory, exist_ok=True)
+        self.model.save_pretrained(save_directory)
+        self.tokenizer.save_pretrained(save_directory)
+        base = self.config.base_model_name_or_path
+        if hasattr(self.model, "peft_config"):
+            base = self.model.peft_config[getattr(self.model, "active_adapter", "default")].base_model_name_or_path
+        config = dataclasses.replace(self.config, negopt_version=__version__, base_model_name_or_path=base)
+        config.save_pretrained(save_directory)
+        self._write_model_card(save_directory, config)
+        return save_directory
+
+    def _write_model_card(self, save_directory: str, config: NegOptConfig, repo_id: str | None = None) -> None:
+        path = os.path.join(save_directory, "README.md")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                if "library_name: negopt" not in f.read():
+                    logger.info("keeping the existing README.md in %s", save_directory)
+                    return
+        base_id = _hub_base_model(config.base_model_name_or_path)
+        is_adapter = hasattr(self.model, "peft_config")
+        model_class = type(self.model.get_base_model() if is_adapter else self.model).__name__
+        card = _MODEL_CARD.format(
+            base_model=f"base_model: {base_id}\n" if base_id else "",
+            pipeline_tag="text2text-generation" if self.is_seq2seq else "text-generation",
+            title=repo_id.split("/")[-1] if repo_id else "negopt generator",
+            model_class=model_class,
+            model_type=config.model_type,
+            adapter_line=f", LoRA adapter over `{config.base_model_name_or_path}`" if is_adapter else "",
+            template=config.prompt_template.replace("\n", "\\n"),
+            version=config.negopt_version,
+            repo_id=repo_id or "path/to/this/folder",
+        )
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(card)
+
+    def prepare_upload_folder(self, folder: str | os.PathLike, repo_id: str) -> str:
+        """Write what :meth:`push_to_hub` would upload into ``folder``; returns the folder.
+
+        Warns when the generator is a LoRA adapter whose base model is a local path: others could not load it.
+        """
+        folder = self.save_pretrained(folder)
+        config = NegOptConfig.from_json_file(os.path.join(folder, CONFIG_NAME))
+        base = config.base_model_name_or_path
+        if hasattr(self.model, "peft_config") and _hub_base_model(base) is None:
+            warnings.warn(
+                f"the adapter's base model {base!r} is a local path, so others cannot load {repo_id!r} from the hub; "
+                "train the adapter on a hub model, or push a merged model (model.merge_and_unload()).",
+                UserWarning,
+                stacklevel=3,
+            )
+        os.remove(os.path.join(folder, "README.md"))  # rewrite the card with the repository's name in it
+        self._write_model_card(folder, config, repo_id=repo_id)
+        return folder
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        commit_message: str = "Upload negopt generator",
+        revision: str | None = None,
+    ) -> str:
+        """Upload the generator (as :meth:`save_pretrained` writes it) to a hub repository, created if missing.
+
+        Args:
+            repo_id: ``"user/name"`` or ``"org/name"``.
+            private: Make a new repository private (None: the hub's default).
+            token: Hub token (default: the one you are logged in with).
+            commit_message: The commit message.
+            revision: Branch to push to.
+
+        Returns:
+            The URL of the commit.
+        """
+        if not isinstance(repo_id, str) or not _is_hub_id(repo_id):
+            raise ValueError(f"repo_id must be a hub id such as 'user/negopt-generator', got {repo_id!r}.")
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.prepare_upload_folder(tmp, repo_id)
+            info = api.upload_folder(
+                repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=revision
+            )
+        return str(getattr(info, "commit_url", info))
