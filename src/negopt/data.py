@@ -169,35 +169,28 @@ def _read_local(path: str):
     """A local parquet, CSV or JSON Lines file as an in-memory ``datasets.Dataset`` (no cache files written)."""
     datasets = _import_datasets()
     suffix = os.path.splitext(path)[1].lower()
+    if suffix not in _LOCAL_SUFFIXES:
+        raise ValueError(
+            f"source {path!r} has an unknown file type {suffix!r}; use one of {', '.join(_LOCAL_SUFFIXES)}."
+        )
     try:
         if suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            table = pq.read_table(path)
-        elif suffix == ".csv":
+            return datasets.Dataset(pq.read_table(path))
+        if suffix == ".csv":
             import pyarrow.csv as pcsv
 
-            table = pcsv.read_csv(path, parse_options=pcsv.ParseOptions(newlines_in_values=True))
-        elif suffix in (".jsonl", ".json"):
-            with open(path, encoding="utf-8") as f:
-                head = f.read(1024).lstrip()
-                f.seek(0)
-                if head.startswith("["):
-                    records = json.load(f)
-                else:
-                    records = [json.loads(line) for line in f if line.strip()]
-            if not all(isinstance(r, dict) for r in records):
-                raise ValueError("every record must be a JSON object")
-            return datasets.Dataset.from_list(records)
-        else:
-            raise ValueError(
-                f"source {path!r} has an unknown file type {suffix!r}; use one of {', '.join(_LOCAL_SUFFIXES)}."
-            )
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        if isinstance(e, ValueError) and "unknown file type" in str(e):
-            raise
+            return datasets.Dataset(pcsv.read_csv(path, parse_options=pcsv.ParseOptions(newlines_in_values=True)))
+        with open(path, encoding="utf-8") as f:
+            head = f.read(1024).lstrip()
+            f.seek(0)
+            records = json.load(f) if head.startswith("[") else [json.loads(line) for line in f if line.strip()]
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise ValueError("every record must be a JSON object")
+        return datasets.Dataset.from_list(records)
+    except (OSError, ValueError, TypeError, UnicodeDecodeError) as e:  # pyarrow's errors subclass these
         raise ValueError(f"cannot read source {path!r} as {suffix[1:]}: {e}") from e
-    return datasets.Dataset(table)
 
 
 def _load_source(source, *, revision, cache_dir, token):
@@ -213,7 +206,8 @@ def _load_source(source, *, revision, cache_dir, token):
         return _read_local(path), path
     if os.path.isdir(path):
         raise ValueError(f"source {path!r} is a folder; pass a parquet, CSV or JSONL file inside it, or a hub id.")
-    if path.lower().endswith(_LOCAL_SUFFIXES) or path.startswith((".", "/", "~")) or os.sep + os.sep in path:
+    # A hub id is "name" or "owner/name"; anything else that does not exist is a missing file.
+    if path.lower().endswith(_LOCAL_SUFFIXES) or path.startswith((".", "/", "~")) or path.count("/") > 1:
         raise FileNotFoundError(f"source {path!r} does not exist; check the path.")
     try:
         ds = datasets.load_dataset(path, revision=revision, cache_dir=cache_dir, token=token, split="train")

@@ -262,10 +262,13 @@ class SFTConfig:
                 f"training_args sets {clash}, which SFTConfig manages; use the SFTConfig keys instead "
                 "(output_dir, batch_size, learning_rate, max_steps, num_epochs, seed, ...)."
             )
-        from transformers import Seq2SeqTrainingArguments
+        if self.training_args:
+            from transformers import Seq2SeqTrainingArguments
 
-        known = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
-        unknown = sorted(set(self.training_args) - known)
+            known = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
+            unknown = sorted(set(self.training_args) - known)
+        else:
+            unknown = []
         if unknown:
             raise ValueError(f"training_args has keys that Seq2SeqTrainingArguments does not know: {unknown}.")
 
@@ -697,7 +700,13 @@ class SFTTrainer:
         cfg = self.config
         ckpt_dir = cfg.checkpoints_dir
         if cfg.resume is True:
-            found = last_checkpoint(ckpt_dir)
+            # Only the main process moves an incomplete checkpoint aside; the others look once it has.
+            if self.is_main_process:
+                last_checkpoint(ckpt_dir)
+            self.trainer.accelerator.wait_for_everyone()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                found = last_checkpoint(ckpt_dir, set_aside_incomplete=False)
             if found is None:
                 warnings.warn(
                     f"resume is set but {ckpt_dir} has no complete checkpoint; training starts from the beginning.",
