@@ -335,14 +335,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------------------------ train
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="fine-tune a generator (sft, rl)", description="Fine-tune a generator with LoRA.")
-    train_sub = p.add_subparsers(dest="train_command", metavar="STAGE")
-    train_sub.required = True
-    _add_train_rl(train_sub)
-
-
+# --------------------------------------------------------------------------------------------------- train rl
 # RL options on the command line: (flag, RLConfig key, type, help). Flags override the same keys of --config.
 _RL_FLAGS: list[tuple[str, str, type, str]] = [
     ("--max-steps", "max_steps", int, "RL steps"),
@@ -436,22 +429,7 @@ def _rl_settings(args: argparse.Namespace) -> dict:
     valid = [f.name for f in dataclasses.fields(RLConfig)] + list(_RL_RUN_KEYS)
     settings: dict = {}
     if args.config:
-        try:
-            import yaml
-        except ImportError as e:
-            raise ImportError('--config needs PyYAML: pip install "negopt[train]"') from e
-        try:
-            with open(args.config, encoding="utf-8") as f:
-                settings = yaml.safe_load(f) or {}
-        except OSError as e:
-            raise UsageError(f"cannot read --config {args.config!r}: {e.strerror or e}") from e
-        except yaml.YAMLError as e:
-            raise UsageError(f"--config {args.config!r} is not valid YAML: {e}") from e
-        if not isinstance(settings, dict):
-            raise UsageError(f"--config {args.config!r} must hold a mapping of keys, got {type(settings).__name__}")
-        unknown = sorted(set(settings) - set(valid))
-        if unknown:
-            raise UsageError(f"--config {args.config!r} has unknown keys {unknown}; valid keys: {', '.join(valid)}")
+        settings = _read_yaml_config(args.config, valid)
     for key, value in vars(args).items():
         if value is None or key in ("config", "func", "command", "train_command"):
             continue
@@ -521,6 +499,159 @@ def _run_train_rl(args: argparse.Namespace) -> int:
         print(f"stopped at step {state.step}; checkpoint saved. Resume with --resume --output-dir {config.output_dir}")
     elif trainer.accelerator.is_main_process:
         print(f"trained {state.step} steps; generator saved to {config.output_dir}")
+# ------------------------------------------------------------------------------------------------ train, sft
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a negative-prompt generator (sft, rl)",
+        description="Fine-tune a negative-prompt generator: 'sft' on prompt/negative pairs, 'rl' against image "
+        "rewards. Several GPUs: run under `accelerate launch` or `torchrun`.",
+    )
+    train_sub = p.add_subparsers(dest="train_command", metavar="STAGE")
+    train_sub.required = True
+    _add_train_sft(train_sub)
+    _add_train_rl(train_sub)
+
+
+def _add_train_sft(train_sub: argparse._SubParsersAction) -> None:
+    p = train_sub.add_parser(
+        "sft",
+        help="supervised fine-tuning on prompt -> negative-prompt pairs",
+        description="Fine-tune a seq2seq or causal model (LoRA by default) on prompt -> negative-prompt pairs. "
+        "--config FILE.yaml takes the same keys as the flags (as in SFTConfig: learning_rate or learning-rate); "
+        "flags given on the command line override the file. The output folder loads with "
+        "NegOptGenerator.from_pretrained and `negopt generate --model`.",
+    )
+    S = argparse.SUPPRESS  # only flags actually given override the config file and SFTConfig's defaults
+    p.add_argument("--config", dest="config_file", metavar="FILE.yaml", help="a YAML file of SFTConfig keys")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=S, help="base model: hub id or folder (default google-t5/t5-small)")
+    g.add_argument("--model-type", default=S, choices=["seq2seq", "causal"], help="default: from the model")
+    g.add_argument("--revision", default=S, help="hub revision of --model")
+    g.add_argument("--prompt-template", default=S, help="model input, with {prompt} (default: {prompt} for seq2seq)")
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default=S, help="hub id or .parquet/.csv/.jsonl file (default mikeogezi/negopt_full)")
+    g.add_argument("--dataset-revision", default=S, help="hub revision of --dataset")
+    g.add_argument("--min-likes", type=int, default=S, help="keep rows with at least this many likes")
+    g.add_argument("--strip-weights", action=argparse.BooleanOptionalAction, default=S,
+                   help="remove A1111 (term:1.3) emphasis from the data (default: on)")  # fmt: skip
+    g.add_argument("--max-prompt-length", type=int, default=S, help="drop longer prompts, in tokens (default 256)")
+    g.add_argument("--max-negative-length", type=int, default=S, help="drop longer negatives, in tokens (default 128)")
+    g.add_argument("--validation-size", type=float, default=S, help="fraction of prompts for validation (0.05)")
+    g.add_argument("--test-size", type=float, default=S, help="fraction of prompts held out for testing (0.05)")
+    g.add_argument("--max-eval-samples", type=int, default=S, help="validation rows used (default 1000)")
+    g = p.add_argument_group("training")
+    g.add_argument("--output-dir", default=S, help="where the generator is saved (default negopt-sft)")
+    steps = g.add_mutually_exclusive_group()
+    steps.add_argument("--max-steps", type=int, default=S, metavar="N", help="number of updates")
+    steps.add_argument("--num-epochs", type=float, default=S, metavar="N", help="passes over the data (default 3)")
+    g.add_argument("--learning-rate", type=float, default=S, help="peak learning rate (default 3e-4)")
+    g.add_argument("--batch-size", type=int, default=S, help="examples per device and step (default 16)")
+    g.add_argument("--gradient-accumulation-steps", type=int, default=S, help="steps per update (default 1)")
+    g.add_argument("--warmup-steps", type=float, default=S, help="warm-up updates, or a fraction below 1")
+    g.add_argument("--lora-r", type=int, default=S, help="LoRA rank (default 16)")
+    g.add_argument("--lora-alpha", type=int, default=S, help="LoRA alpha (default 32)")
+    g.add_argument("--lora-dropout", type=float, default=S, help="LoRA dropout (default 0.05)")
+    g.add_argument("--lora-target-modules", default=S, help="'all-linear' (default) or names, e.g. q,v")
+    g.add_argument("--full-finetune", action="store_true", default=S, help="train all weights, no LoRA")
+    g.add_argument("--merge", action="store_true", default=S, help="save the adapter merged into the base model")
+    g.add_argument("--seed", type=int, default=S, help="seed of the adapter init, dropout and data order (42)")
+    g.add_argument("--logging-steps", type=int, default=S, help="log every N updates (default 10)")
+    g.add_argument("--save-steps", type=int, default=S, help="checkpoint every N updates (default 500)")
+    g.add_argument("--save-total-limit", type=int, default=S, help="checkpoints kept (default 3)")
+    g.add_argument("--eval-steps", type=int, default=S, help="validate every N updates (default: at checkpoints)")
+    g.add_argument("--rouge", dest="compute_rouge", action="store_true", default=S,
+                   help="also report validation ROUGE-L (generates; seq2seq only)")  # fmt: skip
+    g.add_argument("--bf16", action="store_true", default=S, help="bfloat16 mixed precision")
+    g.add_argument("--fp16", action="store_true", default=S, help="float16 mixed precision")
+    g.add_argument("--report-to", default=S, help="none (default), tensorboard, wandb, all")
+    g.add_argument("--resume", nargs="?", const=True, default=S, metavar="CHECKPOINT",
+                   help="continue from the newest complete checkpoint (or from CHECKPOINT)")  # fmt: skip
+    g.add_argument("--no-progress", dest="disable_tqdm", action="store_true", default=S, help="no progress bar")
+    p.set_defaults(func=_run_train_sft)
+
+
+def _read_yaml_config(path: str, valid: list[str]) -> dict:
+    try:
+        import yaml
+    except ImportError as e:
+        raise ImportError('--config needs PyYAML: pip install "negopt[train]"') from e
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise UsageError(f"cannot read --config {path!r}: {e.strerror or e}") from e
+    except yaml.YAMLError as e:
+        raise UsageError(f"--config {path!r} is not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path!r} must hold a mapping of keys to values, got {type(data).__name__}")
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise UsageError(f"--config {path!r} has unknown key(s) {unknown}; valid keys: {', '.join(valid)}")
+    return data
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
+
+
+def _run_train_sft(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from negopt.train.checkpointing import NonFiniteLossError
+    from negopt.train.sft import SFTConfig, SFTTrainer
+
+    valid = [f.name for f in dataclasses.fields(SFTConfig)]
+    values = _read_yaml_config(args.config_file, valid) if args.config_file else {}
+    flags = {k: v for k, v in vars(args).items() if k in valid}
+    if isinstance(flags.get("lora_target_modules"), str) and flags["lora_target_modules"] != "all-linear":
+        flags["lora_target_modules"] = [m.strip() for m in flags["lora_target_modules"].split(",") if m.strip()]
+    if isinstance(flags.get("warmup_steps"), float) and flags["warmup_steps"] >= 1:
+        flags["warmup_steps"] = int(flags["warmup_steps"])
+    if "max_steps" in flags:
+        values.pop("num_epochs", None)
+    values.update(flags)
+    config = SFTConfig(**values)
+
+    trainer = SFTTrainer(config)
+    main = trainer.is_main_process
+    if main:
+        if trainer.data_summary is not None:
+            print(trainer.data_summary)
+        kind = "full fine-tune" if config.full_finetune else f"LoRA r={config.lora_r} on {config.lora_target_modules}"
+        print(
+            f"model: {config.model} ({trainer.model_type}, {kind}); training on {trainer.train_rows:,} pairs, "
+            f"validating on {trainer.eval_rows:,}",
+            flush=True,
+        )
+    try:
+        result = trainer.train()
+    except NonFiniteLossError as e:
+        print(f"negopt train sft: error: {e}", file=sys.stderr)
+        return 1
+    if not main:
+        return 0
+    if result.interrupted:
+        print(
+            f"stopped by SIGTERM at step {result.global_step}; checkpoint: {result.last_checkpoint}. "
+            "Run the same command with --resume to finish.",
+            flush=True,
+        )
+        return 143
+    losses = f"train loss {result.train_loss:.4f}" if result.train_loss is not None else "train loss n/a"
+    if result.eval_loss is not None:
+        losses += f", validation loss {result.eval_loss:.4f}"
+    if result.eval_rouge_l is not None:
+        losses += f", validation ROUGE-L {result.eval_rouge_l:.3f}"
+    print(f"done: {result.global_step} steps in {_format_seconds(result.runtime_s)}; {losses}")
+    print(f"saved the generator to {result.output_dir} (checkpoints in {config.checkpoints_dir})")
+    print(f'use it: negopt generate --model {result.output_dir} "a photo of a cat"')
     return 0
 
 

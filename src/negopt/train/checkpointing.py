@@ -1,0 +1,150 @@
+"""Checkpoints that survive a killed run: finding the last complete one, saving on SIGTERM, stopping on a NaN loss.
+
+Shared by the trainers. transformers' ``Trainer`` writes ``checkpoint-N`` in place, ``trainer_state.json`` last, so a
+run killed while saving leaves a folder without it: :func:`last_checkpoint` skips such a folder (moving it aside
+with a warning) and resumes from the one before.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import signal
+import threading
+import warnings
+
+import torch
+from transformers import TrainerCallback
+
+__all__ = [
+    "CHECKPOINTS_DIR",
+    "NonFiniteLossError",
+    "SigtermCheckpointCallback",
+    "is_complete_checkpoint",
+    "last_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+# Under a trainer's output_dir; the finished generator lives at output_dir's top level.
+CHECKPOINTS_DIR = "checkpoints"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# Written by transformers' JIT checkpointing while a checkpoint is being saved.
+_INCOMPLETE_MARKER = "checkpoint-is-incomplete.txt"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the run stopped and its last complete checkpoint is kept."""
+
+
+def is_complete_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether a ``checkpoint-N`` folder was written to the end (``trainer_state.json`` is the Trainer's last file)."""
+    return os.path.isfile(os.path.join(path, "trainer_state.json")) and not os.path.exists(
+        os.path.join(path, _INCOMPLETE_MARKER)
+    )
+
+
+def _checkpoints(folder: str) -> list[tuple[int, str]]:
+    if not os.path.isdir(folder):
+        return []
+    found = []
+    for name in os.listdir(folder):
+        m = _CHECKPOINT.match(name)
+        if m and os.path.isdir(os.path.join(folder, name)):
+            found.append((int(m.group(1)), os.path.join(folder, name)))
+    return sorted(found)
+
+
+def last_checkpoint(folder: str | os.PathLike, *, set_aside_incomplete: bool = True) -> str | None:
+    """The newest complete ``checkpoint-N`` in ``folder``, or None.
+
+    Newer, incomplete checkpoints (a run killed while saving) are renamed to ``incomplete-checkpoint-N`` with a
+    warning when ``set_aside_incomplete`` is true, so that the Trainer neither resumes from nor rotates them.
+    """
+    folder = os.fspath(folder)
+    for _step, path in reversed(_checkpoints(folder)):
+        if is_complete_checkpoint(path):
+            return path
+        warnings.warn(
+            f"checkpoint {path} is incomplete (the run was stopped while saving it); using the one before it.",
+            UserWarning,
+            stacklevel=2,
+        )
+        if set_aside_incomplete:
+            # Not "checkpoint-*": the Trainer's rotation globs for that and would count it.
+            aside = os.path.join(folder, f"incomplete-{os.path.basename(path)}")
+            n = 1
+            while os.path.exists(aside):
+                aside, n = os.path.join(folder, f"incomplete{n}-{os.path.basename(path)}"), n + 1
+            os.replace(path, aside)
+    return None
+
+
+def check_loss(loss: torch.Tensor, step: int, checkpoints_dir: str) -> None:
+    """Raise :class:`NonFiniteLossError` when ``loss`` is NaN or infinite, naming the step and the last checkpoint."""
+    value = float(loss.detach().float().mean())
+    if math.isfinite(value):
+        return
+    last = last_checkpoint(checkpoints_dir, set_aside_incomplete=False)
+    where = f"The last good checkpoint is {last}; " if last else "No checkpoint was saved yet; "
+    raise NonFiniteLossError(
+        f"the training loss is {value} at step {step}; training stopped. {where}lower the learning rate, or train in "
+        "float32 or bf16 instead of fp16, then resume."
+    )
+
+
+class SigtermCheckpointCallback(TrainerCallback):
+    """Save a checkpoint and stop when the process gets SIGTERM (a preempted cloud machine), instead of dying.
+
+    Use :meth:`installed` around ``trainer.train()``: the handler only sets a flag, the callback acts on it at the
+    next step end. With several processes the flag is shared (an all-reduce per step), so every rank stops at the
+    same step.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.stopped_at: int | None = None
+
+    def _handler(self, signum, frame) -> None:
+        if not self.requested:
+            logger.warning("SIGTERM received: saving a checkpoint at the end of this step, then stopping.")
+        self.requested = True
+
+    def installed(self):
+        """A context manager that installs the SIGTERM handler and restores the previous one on exit."""
+        callback = self
+
+        class _Installed:
+            def __enter__(self):
+                self.previous = None
+                if threading.current_thread() is threading.main_thread():
+                    self.previous = signal.signal(signal.SIGTERM, callback._handler)
+                else:
+                    logger.info("not in the main thread: SIGTERM will not save a checkpoint")
+                return callback
+
+            def __exit__(self, *exc):
+                if self.previous is not None:
+                    signal.signal(signal.SIGTERM, self.previous)
+                return False
+
+        return _Installed()
+
+    def _any_rank_requested(self, args) -> bool:
+        requested = self.requested
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            if torch.distributed.get_world_size() > 1:
+                flag = torch.tensor([1.0 if requested else 0.0], device=args.device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                requested = bool(flag.item())
+        return requested
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._any_rank_requested(args):
+            self.requested = True
+            self.stopped_at = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+        return control

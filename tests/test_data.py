@@ -1,0 +1,180 @@
+"""negopt.data: loading, cleaning rules (each counted), the leak-free split, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+datasets = pytest.importorskip("datasets")
+
+from negopt.data import count_words, load_negative_prompts, split_of  # noqa: E402
+
+NO_SPLIT = {"validation_size": 0.0, "test_size": 0.0}
+
+
+def _rows(dd) -> list[dict]:
+    return [row for name in ("train", "validation", "test") for row in dd[name]]
+
+
+def _write_jsonl(path, rows):
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    return str(path)
+
+
+def test_local_formats_keep_other_columns(tmp_path):
+    rows = [
+        {"prompt": "a cat", "negative_prompt": "blurry", "likes": 3, "model": "sd15"},
+        {"prompt": "a dog", "negative_prompt": "lowres, ugly", "likes": 0, "model": "sdxl"},
+    ]
+    ds = datasets.Dataset.from_list(rows)
+    ds.to_parquet(str(tmp_path / "p.parquet"))
+    ds.to_csv(str(tmp_path / "p.csv"), index=False)
+    _write_jsonl(tmp_path / "p.jsonl", rows)
+    for name in ("p.parquet", "p.csv", "p.jsonl"):
+        dd = load_negative_prompts(str(tmp_path / name), **NO_SPLIT)
+        assert list(dd) == ["train", "validation", "test"]
+        assert dd["train"].column_names == ["prompt", "negative_prompt", "likes", "model"]
+        got = sorted((r["prompt"], r["negative_prompt"], r["likes"], r["model"]) for r in dd["train"])
+        assert got == [("a cat", "blurry", 3, "sd15"), ("a dog", "lowres, ugly", 0, "sdxl")], name
+
+
+def test_each_cleaning_rule_is_applied_and_counted():
+    rows = [
+        {"prompt": "  a cat  ", "negative_prompt": " blurry ", "likes": 5},  # kept, stripped
+        {"prompt": "   ", "negative_prompt": "blurry", "likes": 5},  # empty prompt
+        {"prompt": None, "negative_prompt": "blurry", "likes": 5},  # missing prompt
+        {"prompt": "a dog", "negative_prompt": " \n ", "likes": 5},  # empty negative
+        {"prompt": "a cat", "negative_prompt": "blurry", "likes": 5},  # duplicate of row 0 after strip
+        {"prompt": "a fox", "negative_prompt": "ugly", "likes": 0},  # below min_likes
+        {"prompt": "a (red:1.2) car", "negative_prompt": "(blurry:1.3), [text], blurry", "likes": 9},  # weights
+        {"prompt": "a bird", "negative_prompt": "(:1.2)", "likes": 9},  # empty once the weights are gone
+        {"prompt": "one two three four five six", "negative_prompt": "ok", "likes": 9},  # prompt too long
+        {"prompt": "a cow", "negative_prompt": "a, b, c, d, e", "likes": 9},  # negative too long
+    ]
+    dd, summary = load_negative_prompts(
+        datasets.Dataset.from_list(rows),
+        min_likes=1,
+        max_prompt_length=5,
+        max_negative_length=4,
+        return_summary=True,
+        **NO_SPLIT,
+    )
+    kept = {(r["prompt"], r["negative_prompt"]) for r in _rows(dd)}
+    assert kept == {("a cat", "blurry"), ("a red car", "blurry, text")}
+    assert summary.rows_in == 10 and summary.rows_out == 2
+    assert summary.dropped == {
+        "empty_prompt": 2,
+        "empty_negative": 2,
+        "min_likes": 1,
+        "duplicate_pair": 1,
+        "prompt_too_long": 1,
+        "negative_too_long": 1,
+    }
+    assert summary.changed == {"weights_stripped": 1, "negative_normalised": 1}
+    assert summary.length_unit == "words"
+    assert summary.negative_length["max"] == 2 and summary.prompt_length["max"] == 3
+    text = str(summary)
+    for rule in summary.dropped:
+        assert rule in text
+    assert "rows kept" in text and "words" in text
+
+
+def test_weights_kept_when_asked_and_no_likes_filter_by_default():
+    rows = [{"prompt": "a (red:1.2) car", "negative_prompt": "(blurry:1.3),, blurry", "likes": 0}]
+    dd, summary = load_negative_prompts(
+        datasets.Dataset.from_list(rows), strip_weights=False, return_summary=True, **NO_SPLIT
+    )
+    assert dd["train"][0] == {"prompt": "a (red:1.2) car", "negative_prompt": "(blurry:1.3)", "likes": 0}
+    assert summary.dropped["min_likes"] == 0 and "weights_stripped" not in summary.changed
+
+
+def test_lengths_in_tokens_with_a_tokenizer():
+    from tiny import word_tokenizer
+
+    tok = word_tokenizer(["a", "cat", "blurry", ","])
+    rows = [{"prompt": "a cat", "negative_prompt": "blurry, blurry2"}, {"prompt": "a", "negative_prompt": "blurry"}]
+    # "blurry, blurry2" is 2 words but 3 tokens ("blurry" "," "<unk>").
+    assert count_words("blurry, blurry2") == 2
+    dd, summary = load_negative_prompts(
+        datasets.Dataset.from_list(rows), tokenizer=tok, max_negative_length=2, return_summary=True, **NO_SPLIT
+    )
+    assert [r["negative_prompt"] for r in _rows(dd)] == ["blurry"]
+    assert summary.dropped["negative_too_long"] == 1 and summary.length_unit == "tokens"
+
+
+def test_split_is_by_prompt_deterministic_and_leak_free():
+    prompts = [f"prompt number {i}" for i in range(400)]
+    rows = []
+    for i, p in enumerate(prompts):
+        for k in range(3):  # each prompt with three different negatives, and a case/spacing variant
+            rows.append({"prompt": p if k < 2 else "  " + p.upper(), "negative_prompt": f"neg {i} {k}"})
+    dd = load_negative_prompts(datasets.Dataset.from_list(rows), validation_size=0.1, test_size=0.1)
+    key = {name: {" ".join(r["prompt"].lower().split()) for r in dd[name]} for name in dd}
+    assert not key["train"] & key["validation"] and not key["train"] & key["test"]
+    assert not key["validation"] & key["test"]
+    assert sum(len(dd[n]) for n in dd) == 1200
+    # About 10% / 10% of the 400 prompts, with a generous margin.
+    assert 20 <= len(key["validation"]) <= 60 and 20 <= len(key["test"]) <= 60
+    # The split of a prompt depends on the prompt only: the same with half the data, and in another order.
+    half = load_negative_prompts(datasets.Dataset.from_list(rows[::-2]), validation_size=0.1, test_size=0.1)
+    for name in half:
+        for r in half[name]:
+            assert split_of(r["prompt"], 0.1, 0.1) == name
+            assert " ".join(r["prompt"].lower().split()) in key[name]
+    other_seed = {p: split_of(p, 0.1, 0.1, seed=1) for p in prompts}
+    assert other_seed != {p: split_of(p, 0.1, 0.1) for p in prompts}
+
+
+def test_missing_columns_are_named(tmp_path):
+    path = _write_jsonl(tmp_path / "bad.jsonl", [{"text": "a cat", "negative": "blurry"}])
+    with pytest.raises(ValueError, match=r"'prompt', 'negative_prompt'.*has \['text', 'negative'\]"):
+        load_negative_prompts(path)
+    ok = datasets.Dataset.from_list([{"prompt": "a", "negative_prompt": "b"}])
+    with pytest.raises(ValueError, match="likes"):
+        load_negative_prompts(ok, min_likes=3)
+
+
+def test_empty_after_cleaning_reports_the_drops():
+    rows = [{"prompt": "a cat", "negative_prompt": "  "}, {"prompt": "", "negative_prompt": "blurry"}]
+    with pytest.raises(ValueError, match=r"no rows left.*'empty_prompt': 1, 'empty_negative': 1"):
+        load_negative_prompts(datasets.Dataset.from_list(rows))
+
+
+def test_unreadable_and_missing_sources(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_negative_prompts(str(tmp_path / "nope.parquet"))
+    bad = tmp_path / "broken.parquet"
+    bad.write_bytes(b"this is not parquet")
+    with pytest.raises(ValueError, match="cannot read source"):
+        load_negative_prompts(str(bad))
+    bad_json = tmp_path / "broken.jsonl"
+    bad_json.write_text('{"prompt": "a", "negative_prompt": \n')
+    with pytest.raises(ValueError, match="cannot read source"):
+        load_negative_prompts(str(bad_json))
+    unknown = tmp_path / "pairs.txt"
+    unknown.write_text("x")
+    with pytest.raises(ValueError, match="unknown file type"):
+        load_negative_prompts(str(unknown))
+    with pytest.raises(ValueError, match="folder"):
+        load_negative_prompts(str(tmp_path))
+    with pytest.raises(TypeError, match="source must be"):
+        load_negative_prompts(42)
+
+
+def test_hub_id_offline_gives_a_clear_error():
+    # The test session is offline (HF_HUB_OFFLINE=1): the hub path fails with a message that says what to do.
+    with pytest.raises(ValueError, match="cannot load dataset 'someone/no-such-dataset' from the Hugging Face hub"):
+        load_negative_prompts("someone/no-such-dataset")
+
+
+def test_bad_arguments():
+    ds = datasets.Dataset.from_list([{"prompt": "a", "negative_prompt": "b"}])
+    with pytest.raises(ValueError, match="validation_size"):
+        load_negative_prompts(ds, validation_size=1.5)
+    with pytest.raises(ValueError, match="below 1"):
+        load_negative_prompts(ds, validation_size=0.5, test_size=0.5)
+    with pytest.raises(ValueError, match="max_prompt_length"):
+        load_negative_prompts(ds, max_prompt_length=0)
