@@ -499,6 +499,9 @@ def _run_train_rl(args: argparse.Namespace) -> int:
         print(f"stopped at step {state.step}; checkpoint saved. Resume with --resume --output-dir {config.output_dir}")
     elif trainer.accelerator.is_main_process:
         print(f"trained {state.step} steps; generator saved to {config.output_dir}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ train, sft
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
