@@ -453,7 +453,7 @@ def test_cli_config_with_unknown_key_lists_valid_ones(tmp_path):
     cfg.write_text("output_dir: out\nlearning_rte: 0.1\n", encoding="utf-8")
     res = _cli(["train", "rl", "--config", str(cfg)])
     assert res.returncode == 2
-    assert "unknown keys ['learning_rte']" in res.stderr and "learning_rate" in res.stderr
+    assert "unknown key(s) ['learning_rte']" in res.stderr and "learning_rate" in res.stderr
     res = _cli(["train", "rl", "--output-dir", str(tmp_path)])
     assert res.returncode == 2 and "--generator" in res.stderr
 
