@@ -2,7 +2,8 @@
 
 Both train the same t5-small-shaped model (random weights: d_model 512, 6+6 layers, 8 heads, d_ff 2048, vocab 32128;
 a word-level tokenizer built offline) with the same LoRA (r=16 on every linear layer), batch size, learning rate and
-data: synthetic prompt / negative pairs whose lengths vary as Civitai's do (a few words to well over a hundred).
+data: synthetic prompt / negative pairs whose lengths vary as Negative Prompts DB's do (a few words to well over a
+hundred).
 
 - ``negopt``: ``SFTTrainer`` (what ``negopt train sft`` runs): dynamic padding and length-grouped batches.
 - ``baseline``: the docs recipe: ``tokenizer(..., padding="max_length")`` to the same 256 / 128 token limits,

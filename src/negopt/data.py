@@ -1,10 +1,11 @@
 """Negative Prompts DB: load prompt / negative-prompt pairs from the hub or a local file, clean them, split them.
 
 The NegOpt paper fine-tunes on Negative Prompts DB (``mikeogezi/negopt_full`` on the hub: one ``train`` split of
-about 256k rows from Civitai with ``prompt``, ``negative_prompt``, ``likes`` and other columns). The dataset has no
-published split and users reuse prompts, so :func:`load_negative_prompts` splits by a hash of the normalised prompt:
-a prompt, with all its negatives, lands in exactly one of ``train`` / ``validation`` / ``test``, and the split of a
-row never depends on the other rows.
+about 256k prompts and the negative prompts their authors used, collected from Playground AI, with the columns
+``id``, ``created_at``, ``prompt``, ``negative_prompt``, ``sampler``, ``url``, ``model``, ``likes``, ``height``,
+``steps``, ``width``, ``cursor`` and ``cfg_scale``). The dataset has no published split and users reuse prompts, so
+:func:`load_negative_prompts` splits by a hash of the normalised prompt: a prompt, with all its negatives, lands in
+exactly one of ``train`` / ``validation`` / ``test``, and the split of a row never depends on the other rows.
 
 Cleaning, in this order (each rule's count is in :class:`DataSummary`):
 
@@ -241,8 +242,9 @@ def load_negative_prompts(
     The cleaning rules and their order are in this module's docstring; every other column is kept.
 
     Args:
-        source: A hub dataset id (its ``train`` split is read), a local ``.parquet``, ``.csv`` or ``.jsonl`` file,
-            or a ``datasets.Dataset``. It needs ``prompt`` and ``negative_prompt`` columns.
+        source: A hub dataset id (its ``train`` split is read), a local ``.parquet``, ``.csv`` or ``.jsonl`` file
+            (``.json`` too: JSON Lines or one array of objects), a ``datasets.Dataset``, or a ``DatasetDict`` (its
+            splits are joined and split afresh). It needs ``prompt`` and ``negative_prompt`` columns.
         revision: Hub revision (branch, tag or commit) of a hub ``source``.
         cache_dir: Where the hub download is cached.
         token: Hub token for a private dataset.
