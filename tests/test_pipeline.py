@@ -222,6 +222,11 @@ def test_combine_user_and_generated(pipes):
         pipe(prompt=PROMPTS, combine="both")
     with pytest.raises(ValueError, match="combine"):
         NegOptPipeline(bare, gen, combine="append")
+    with pytest.raises(ValueError, match="combine"):
+        pipe.combine = "append"
+    assert pipe.combine == "user"
+    pipe.combine = "generated"
+    assert pipe.combine == "generated"
 
 
 def test_sdxl_negative_prompt_2_alone_counts_with_combine_user(pipes):

@@ -149,7 +149,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="a .txt (one prompt a line), .jsonl/.json or .csv file (prompt, negative_prompt), a saved dataset "
         "folder, or a hub dataset id",
     )
-    p.add_argument("--split", help="dataset split (default: test if there is one, else train)")
+    p.add_argument("--split", help="dataset split (default: test if there is one, else the first split)")
     p.add_argument("--prompt-column", default="prompt", help="column of the prompts (default prompt)")
     p.add_argument("--negative-column", default="negative_prompt", help="column of their negatives")
     p.add_argument("--num-prompts", type=int, metavar="N", help="evaluate the first N prompts")
@@ -386,7 +386,7 @@ def _add_train_rl(train_sub: argparse._SubParsersAction) -> None:
         action="append",
         metavar="NAME=WEIGHT",
         help="a reward term and its weight, e.g. aesthetic=1.0; repeat for a weighted sum "
-        "(aesthetic, clip, inception)",
+        "(aesthetic, clip, inception, pickscore)",
     )
     p.add_argument(
         "--reward-fn",

@@ -248,6 +248,8 @@ class NegOptPipeline:
 
     def __setattr__(self, name: str, value: Any) -> None:
         # `pipe.scheduler = ...` must reach the wrapped pipeline, or it would keep using the old one.
+        if name == "combine":
+            value = _check_combine(value)
         if name in _OWN_ATTRIBUTES or name.startswith("_"):
             object.__setattr__(self, name, value)
         else:

@@ -52,7 +52,7 @@ def inception_v3() -> nn.Module:
         from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
     except ImportError as e:
         raise ImportError(
-            'the default Inception v3 needs torchmetrics and torch-fidelity: pip install "negopt[eval,inception]"'
+            'the default Inception v3 needs torchmetrics and torch-fidelity: pip install "negopt[inception]"'
         ) from e
     if not _TORCH_FIDELITY_AVAILABLE:
         raise ImportError(
