@@ -1,22 +1,23 @@
 """Tiny real diffusers pipelines, built in-process with no hub (see OFFLINE.md in the project's shared notes).
 
-Component sizes follow diffusers' own fast pipeline tests; the tokenizers are built offline: a byte-level CLIP
-tokenizer (one token per byte, no merges, ``model_max_length=77`` like the real one) and ``ByT5Tokenizer`` for the T5
-text encoders. Every builder is deterministic for a given seed, returns a pipeline on the CPU in float32 with its
-progress bar off, and takes a second or so. Used by the tests and the benchmarks.
+Component sizes follow diffusers' own fast pipeline tests; the tokenizers are built offline: the byte-level CLIP
+tokenizer of :func:`tiny_clip.tiny_clip_tokenizer` (one token per byte, no merges, cut at 77 tokens like the real
+one) and ``ByT5Tokenizer`` for the T5 text encoders. Every builder is deterministic for a given seed, returns a
+pipeline on the CPU in float32 with its progress bar off, and takes a second or so. Used by the tests, the examples'
+tests and the benchmarks.
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
-from pathlib import Path
+import os
 
 import torch
 
+from tiny_clip import tiny_clip_tokenizer
+
 __all__ = [
-    "clip_tokenizer",
     "tiny_sd",
+    "save_tiny_sd",
     "tiny_sd_img2img",
     "tiny_sd_inpaint",
     "tiny_sdxl",
@@ -26,22 +27,6 @@ __all__ = [
     "tiny_lcm",
     "sd15_shaped",
 ]
-
-
-def clip_tokenizer(model_max_length: int = 77):
-    """A byte-level ``CLIPTokenizer``: the 256 byte symbols, the same with ``</w>``, and the two special tokens."""
-    from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import CLIPTokenizer
-
-    symbols = sorted(ByteLevel.alphabet())
-    vocab = {s: i for i, s in enumerate(symbols)}
-    vocab.update({s + "</w>": len(symbols) + i for i, s in enumerate(symbols)})
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-        (Path(folder) / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-        return CLIPTokenizer.from_pretrained(folder, model_max_length=model_max_length)
 
 
 def _clip_config(tokenizer, hidden_size: int = 32, projection_dim: int = 32, **overrides):
@@ -124,7 +109,7 @@ def _sd_components(seed: int = 0, in_channels: int = 4, time_cond_proj_dim: int 
         latent_channels=4,
         norm_num_groups=2,
     )
-    tokenizer = clip_tokenizer()
+    tokenizer = tiny_clip_tokenizer()
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(_clip_config(tokenizer)).eval()
     return {
@@ -145,6 +130,12 @@ def tiny_sd(seed: int = 0):
     from diffusers import StableDiffusionPipeline
 
     return _ready(StableDiffusionPipeline(**_sd_components(seed)))
+
+
+def save_tiny_sd(path: str | os.PathLike, seed: int = 0) -> str:
+    """Save :func:`tiny_sd` to ``path`` as a diffusers folder (safetensors); returns the path."""
+    tiny_sd(seed).save_pretrained(path)
+    return str(path)
 
 
 def tiny_sd_img2img(seed: int = 0):
@@ -211,8 +202,8 @@ def tiny_sdxl(seed: int = 0):
         norm_num_groups=2,
         sample_size=128,
     )
-    tokenizer = clip_tokenizer()
-    tokenizer_2 = clip_tokenizer()
+    tokenizer = tiny_clip_tokenizer()
+    tokenizer_2 = tiny_clip_tokenizer()
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(_clip_config(tokenizer)).eval()
     torch.manual_seed(seed + 1)
@@ -254,8 +245,8 @@ def tiny_sd3(seed: int = 0):
         pooled_projection_dim=64,
         out_channels=4,
     )
-    tokenizer = clip_tokenizer()
-    tokenizer_2 = clip_tokenizer()
+    tokenizer = tiny_clip_tokenizer()
+    tokenizer_2 = tiny_clip_tokenizer()
     torch.manual_seed(seed)
     text_encoder = CLIPTextModelWithProjection(_clip_config(tokenizer)).eval()
     torch.manual_seed(seed + 1)
@@ -306,7 +297,7 @@ def tiny_flux(seed: int = 0):
         pooled_projection_dim=32,
         axes_dims_rope=[4, 4, 8],
     )
-    tokenizer = clip_tokenizer()
+    tokenizer = tiny_clip_tokenizer()
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(_clip_config(tokenizer)).eval()
     text_encoder_2, tokenizer_2 = _t5_encoder(d_model=32, seed=seed)
@@ -386,8 +377,9 @@ def sd15_shaped(seed: int = 0):
 
     UNet: block_out_channels (320, 640, 1280, 1280), 2 layers per block, cross-attention width 768, 8 heads, sample
     size 64; the VAE of SD 1.5; a CLIP text encoder of ViT-L/14's text shape (width 768, 12 layers, 12 heads, MLP
-    3072). The tokenizer is the byte-level one of :func:`clip_tokenizer` (its vocabulary is not CLIP's, but it cuts
-    at the same 77 tokens); the embedding table still has CLIP's 49,408 rows. For timing, not for images.
+    3072). The tokenizer is the byte-level one of :func:`tiny_clip.tiny_clip_tokenizer` (its vocabulary is not
+    CLIP's, but it cuts at the same 77 tokens); the embedding table still has CLIP's 49,408 rows. For timing, not for
+    images.
     """
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
@@ -414,7 +406,7 @@ def sd15_shaped(seed: int = 0):
         latent_channels=4,
         sample_size=512,
     )
-    tokenizer = clip_tokenizer()
+    tokenizer = tiny_clip_tokenizer()
     text_encoder = CLIPTextModel(
         _clip_config(
             tokenizer,
