@@ -74,8 +74,61 @@ def _ready(pipe):
     return pipe
 
 
+def _vae(seed: int = 0, **overrides):
+    """The 2-block ``AutoencoderKL`` of diffusers' SD tests: 4 latent channels, images 2x the latents' size."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        block_out_channels=[4, 8],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=2,
+        **overrides,
+    )
+    return vae.eval()
+
+
+def _flow_vae(seed: int = 0, latent_channels: int = 4):
+    """The 1-block ``AutoencoderKL`` of diffusers' SD3 and Flux tests (no quant convs, SD3's shift and scale)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(4,),
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+    return vae.eval()
+
+
+def _sd_scheduler():
+    """Stable Diffusion 1.x's DDIM schedule."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
 def _sd_components(seed: int = 0, in_channels: int = 4, time_cond_proj_dim: int | None = None):
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
@@ -91,24 +144,8 @@ def _sd_components(seed: int = 0, in_channels: int = 4, time_cond_proj_dim: int 
         norm_num_groups=2,
         time_cond_proj_dim=time_cond_proj_dim,
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=[4, 8],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=2,
-    )
+    scheduler = _sd_scheduler()
+    vae = _vae(seed)
     tokenizer = tiny_clip_tokenizer()
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(_clip_config(tokenizer)).eval()
@@ -163,7 +200,7 @@ def tiny_lcm(seed: int = 0):
 
 def tiny_sdxl(seed: int = 0):
     """A tiny ``StableDiffusionXLPipeline``: two CLIP text encoders (the second with projection)."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
@@ -191,17 +228,7 @@ def tiny_sdxl(seed: int = 0):
         beta_schedule="scaled_linear",
         timestep_spacing="leading",
     )
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=[4, 8],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=2,
-        sample_size=128,
-    )
+    vae = _vae(seed, sample_size=128)
     tokenizer = tiny_clip_tokenizer()
     tokenizer_2 = tiny_clip_tokenizer()
     torch.manual_seed(seed)
@@ -225,7 +252,6 @@ def tiny_sdxl(seed: int = 0):
 def tiny_sd3(seed: int = 0):
     """A tiny ``StableDiffusion3Pipeline``: two CLIP encoders with projection and a T5 encoder (``ByT5Tokenizer``)."""
     from diffusers import (
-        AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
         SD3Transformer2DModel,
         StableDiffusion3Pipeline,
@@ -252,20 +278,7 @@ def tiny_sd3(seed: int = 0):
     torch.manual_seed(seed + 1)
     text_encoder_2 = CLIPTextModelWithProjection(_clip_config(tokenizer_2)).eval()
     text_encoder_3, tokenizer_3 = _t5_encoder(d_model=32, seed=seed)
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        sample_size=32,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(4,),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=1,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        shift_factor=0.0609,
-        scaling_factor=1.5035,
-    )
+    vae = _flow_vae(seed, latent_channels=4)
     pipe = StableDiffusion3Pipeline(
         transformer=transformer.eval(),
         scheduler=FlowMatchEulerDiscreteScheduler(),
@@ -282,7 +295,7 @@ def tiny_sd3(seed: int = 0):
 
 def tiny_flux(seed: int = 0):
     """A tiny ``FluxPipeline``: a CLIP encoder (pooled) and a T5 encoder (``ByT5Tokenizer``); true CFG available."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
@@ -301,20 +314,7 @@ def tiny_flux(seed: int = 0):
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(_clip_config(tokenizer)).eval()
     text_encoder_2, tokenizer_2 = _t5_encoder(d_model=32, seed=seed)
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        sample_size=32,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(4,),
-        layers_per_block=1,
-        latent_channels=1,
-        norm_num_groups=1,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        shift_factor=0.0609,
-        scaling_factor=1.5035,
-    )
+    vae = _flow_vae(seed, latent_channels=1)
     pipe = FluxPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=vae.eval(),
@@ -331,7 +331,7 @@ def tiny_flux(seed: int = 0):
 
 def tiny_pixart(seed: int = 0):
     """A tiny ``PixArtAlphaPipeline``: one T5 encoder (``ByT5Tokenizer``), the negative's only slot."""
-    from diffusers import AutoencoderKL, DDIMScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
+    from diffusers import DDIMScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
 
     torch.manual_seed(seed)
     transformer = PixArtTransformer2DModel(
@@ -351,16 +351,7 @@ def tiny_pixart(seed: int = 0):
         norm_elementwise_affine=False,
         norm_eps=1e-6,
     )
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=[4, 8],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=2,
-    )
+    vae = _vae(seed)
     text_encoder, tokenizer = _t5_encoder(d_model=32, seed=seed)
     pipe = PixArtAlphaPipeline(
         tokenizer=tokenizer,
@@ -381,7 +372,7 @@ def sd15_shaped(seed: int = 0):
     CLIP's, but it cuts at the same 77 tokens); the embedding table still has CLIP's 49,408 rows. For timing, not for
     images.
     """
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
@@ -419,14 +410,7 @@ def sd15_shaped(seed: int = 0):
             hidden_act="quick_gelu",
         )
     ).eval()
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    scheduler = _sd_scheduler()
     pipe = StableDiffusionPipeline(
         vae=vae.eval(),
         text_encoder=text_encoder,
