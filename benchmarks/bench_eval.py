@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from negopt.eval import InceptionScoreMetric, evaluate  # noqa: E402
 from negopt.rewards import CLIPScoreReward  # noqa: E402
 from tiny_clip import COLORS, ColorClassifier, color_image, trained_tiny_clip  # noqa: E402
-from tiny_sd import tiny_sd_pipeline  # noqa: E402
+from tiny_pipelines import tiny_sd  # noqa: E402
 
 
 def main() -> None:
@@ -56,7 +56,7 @@ def main() -> None:
             f"speed-up x{one_by_one / batched:.1f}"
         )
 
-        pipe = tiny_sd_pipeline(os.path.join(tmp, "tokenizer"))
+        pipe = tiny_sd()
         metrics = {"clip_score": reward, "inception_score": InceptionScoreMetric(ColorClassifier().eval())}
         eval_prompts = [f"a photo of {names[i % 4]}" for i in range(args.prompts)]
         common = dict(

@@ -97,65 +97,6 @@ class RandomCLIPScore:
         return (100 * sim.clamp(min=0)).tolist()
 
 
-def sd15_shaped(tokenizer):
-    """SD 1.5's UNet, VAE and text encoder configurations with random weights."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=64,
-        block_out_channels=(320, 640, 1280, 1280),
-        layers_per_block=2,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=768,
-        attention_head_dim=8,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=512,
-    )
-    text = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            max_position_embeddings=77,
-            hidden_act="quick_gelu",
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
-    sched = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    pipe = StableDiffusionPipeline(
-        unet=unet.eval(),
-        vae=vae.eval(),
-        text_encoder=text.eval(),
-        tokenizer=tokenizer,
-        scheduler=sched,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def t5_small_shaped(folder):
     """A T5-small-shaped generator with T5's 32,128-token vocabulary and a word-level tokenizer that covers it."""
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -238,7 +179,7 @@ def main() -> int:
     import transformers
 
     from tiny import tiny_t5
-    from tiny_sd_rl import tiny_clip_tokenizer, tiny_sd_rl
+    from tiny_pipelines import sd15_shaped, tiny_sd
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(
@@ -252,7 +193,7 @@ def main() -> int:
         run(
             "tiny",
             (os.path.join(tmp, "t5-tiny"), tok),
-            tiny_sd_rl(),
+            tiny_sd(),
             brightness_reward,
             dict(
                 batch_size=2,
@@ -268,9 +209,8 @@ def main() -> int:
         if args.quick:
             return 0
         t = time.perf_counter()
-        clip_tok = tiny_clip_tokenizer()
-        pipe = sd15_shaped(clip_tok).to(device)
-        reward = RandomCLIPScore(clip_tok, device)
+        pipe = sd15_shaped().to(device)
+        reward = RandomCLIPScore(pipe.tokenizer, device)
         gen = t5_small_shaped(os.path.join(tmp, "t5-small-shaped"))
         print(
             f"\n(built SD-1.5-shaped pipeline, CLIP ViT-L/14 reward, T5-small generator in "

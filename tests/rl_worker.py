@@ -56,10 +56,13 @@ def make_generator(kind: str, folder: str, seed: int = 0):
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, ByT5Tokenizer
 
     from negopt.config import NegOptConfig
-    from tiny import tiny_gpt2_rl, tiny_t5
+    from tiny import tiny_gpt2, tiny_t5
 
     if not os.path.isfile(os.path.join(folder, "config.json")):
-        model, tok = (tiny_t5 if kind == "seq2seq" else tiny_gpt2_rl)(seed)
+        if kind == "seq2seq":
+            model, tok = tiny_t5(seed)
+        else:  # a wide init, so that a small LoRA update moves the output distribution
+            model, tok = tiny_gpt2(seed, tokenizer=ByT5Tokenizer(), n_head=2, initializer_range=0.3)
         model.save_pretrained(folder)
         tok.save_pretrained(folder)
     auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
@@ -101,7 +104,7 @@ def main(argv=None) -> int:
     from safetensors.torch import save_file
 
     from negopt.train import RLTrainer
-    from tiny_sd_rl import tiny_sd_rl
+    from tiny_pipelines import tiny_sd
 
     warnings.simplefilter("ignore")
     p = argparse.ArgumentParser()
@@ -124,7 +127,7 @@ def main(argv=None) -> int:
             resume=args.resume,
         ),
         generator=make_generator(args.kind, args.base_dir),
-        pipeline=tiny_sd_rl(),
+        pipeline=tiny_sd(),
         reward=LetterReward(sleep=args.sleep),
         prompts=PROMPTS,
     )

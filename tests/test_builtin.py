@@ -233,18 +233,11 @@ def test_default_budget_is_spent_not_wasted(gen):
 
 
 @pytest.fixture(scope="module")
-def clip_tokenizer(tmp_path_factory):
+def clip_tokenizer():
     """A real CLIPTokenizer with a byte-level vocabulary (no merges), built offline: one token per byte."""
-    from transformers import CLIPTokenizer
+    from tiny_clip import tiny_clip_tokenizer
 
-    byte_symbols = [chr(c) for c in range(ord("!"), ord("~") + 1)]
-    byte_symbols += [chr(c) for c in range(ord("¡"), ord("¬") + 1)] + [chr(c) for c in range(ord("®"), ord("ÿ") + 1)]
-    byte_symbols += [chr(256 + n) for n in range(256 - len(byte_symbols))]
-    vocab = byte_symbols + [s + "</w>" for s in byte_symbols] + ["<|startoftext|>", "<|endoftext|>"]
-    folder = tmp_path_factory.mktemp("clip-tokenizer")
-    (folder / "vocab.json").write_text(json.dumps({s: i for i, s in enumerate(vocab)}), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=77)
+    return tiny_clip_tokenizer()
 
 
 def test_budget_is_honoured_with_a_real_tokenizer(clip_tokenizer):

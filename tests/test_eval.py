@@ -14,7 +14,7 @@ from PIL import Image
 from negopt.eval import PLOT_DPI, PLOT_PANEL_INCHES, InceptionScoreMetric, evaluate
 from negopt.rewards import AestheticMLP, AestheticReward, CLIPScoreReward
 from tiny_clip import ColorClassifier, save_tiny_image_classifier, trained_tiny_clip
-from tiny_sd import save_tiny_sd_pipeline, tiny_sd_pipeline
+from tiny_pipelines import save_tiny_sd, tiny_sd
 
 PROMPTS = [
     {"prompt": "a photo of red", "negative_prompt": "blurry"},
@@ -25,13 +25,7 @@ PROMPTS = [
 STEPS = {"num_inference_steps": 2, "guidance_scale": 6.0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # These models are so small that two threads on a shared CPU are much slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +48,7 @@ def metrics(models):
 
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory):
-    return tiny_sd_pipeline(tmp_path_factory.mktemp("tokenizer"))
+    return tiny_sd()
 
 
 class CountingPipeline:
@@ -220,7 +214,7 @@ def test_dataset_prompts_and_bad_inputs(pipe, metrics, tmp_path):
 def test_cli_eval_from_saved_folders(models, tmp_path, capsys):
     from negopt.cli import main
 
-    pipeline_dir = save_tiny_sd_pipeline(tmp_path / "sd")
+    pipeline_dir = save_tiny_sd(tmp_path / "sd")
     classifier_dir = save_tiny_image_classifier(tmp_path / "vit")
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("\n".join(json.dumps(p) for p in PROMPTS), encoding="utf-8")
@@ -249,7 +243,7 @@ def test_cli_eval_with_the_builtin(models, tmp_path):
     pytest.importorskip("negopt.builtin", reason="the built-in generator is written on another branch")
     from negopt.cli import main
 
-    pipeline_dir = save_tiny_sd_pipeline(tmp_path / "sd")
+    pipeline_dir = save_tiny_sd(tmp_path / "sd")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a photo of red\na portrait of an old fisherman\n", encoding="utf-8")
     argv = [
@@ -270,7 +264,7 @@ def test_cli_eval_with_a_saved_generator(models, tmp_path):
 
     generator_dir = save_tiny_t5(tmp_path / "gen")
     NegOptConfig(generation_kwargs={"max_new_tokens": 8}).save_pretrained(generator_dir)
-    pipeline_dir = save_tiny_sd_pipeline(tmp_path / "sd")
+    pipeline_dir = save_tiny_sd(tmp_path / "sd")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a photo of red\na photo of blue\n", encoding="utf-8")
     argv = [

@@ -89,8 +89,7 @@ def models(tmp_path_factory) -> dict[str, str]:
     from negopt.rewards import AestheticMLP
     from tiny import save_tiny_t5
     from tiny_clip import save_tiny_image_classifier, trained_tiny_clip
-    from tiny_pipelines import tiny_sdxl
-    from tiny_sd import save_tiny_sd_pipeline
+    from tiny_pipelines import save_tiny_sd, tiny_sdxl
 
     root = tmp_path_factory.mktemp("models")
     threads = torch.get_num_threads()
@@ -101,7 +100,7 @@ def models(tmp_path_factory) -> dict[str, str]:
         torch.manual_seed(0)
         AestheticMLP(embed_dim=16).eval().save_pretrained(root / "head")  # the tiny CLIP's embedding width
         paths = {
-            "sd": save_tiny_sd_pipeline(root / "sd"),
+            "sd": save_tiny_sd(root / "sd"),
             "sdxl": str(root / "sdxl"),
             "t5": save_tiny_t5(root / "t5"),
             "generator": save_taught_generator(root / "generator"),

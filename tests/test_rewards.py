@@ -28,13 +28,7 @@ from tiny_clip import COLORS, ColorClassifier, color_image, save_tiny_image_clas
 CAPTIONS = [f"a photo of {name}" for name in COLORS]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # These models are so small that two threads on a shared CPU are much slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

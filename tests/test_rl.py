@@ -28,24 +28,18 @@ from rl_worker import (  # noqa: E402
     make_config,
     make_generator,
 )
-from tiny_sd_rl import tiny_sd_rl  # noqa: E402
+from tiny_pipelines import tiny_sd  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "rl_worker.py")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models on a shared CPU: one thread is several times faster than contended threads.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def pipe():
-    return tiny_sd_rl()
+    return tiny_sd()
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,21 @@ import os
 import torch
 
 
-def tiny_t5(seed: int = 0):
-    """A 2+2-layer T5 with a byte-level tokenizer (no vocabulary file): ``(model, tokenizer)``."""
+def tiny_t5(seed: int = 0, *, tokenizer=None, d_model: int = 48, d_kv: int = 16, d_ff: int = 96):
+    """A 2+2-layer T5: ``(model, tokenizer)``.
+
+    The tokenizer defaults to the byte-level ``ByT5Tokenizer`` (no vocabulary file); the model's pad, eos and
+    decoder-start ids are taken from whichever tokenizer it gets.
+    """
     from transformers import ByT5Tokenizer, T5Config, T5ForConditionalGeneration
 
-    tokenizer = ByT5Tokenizer()
+    tokenizer = tokenizer if tokenizer is not None else ByT5Tokenizer()
     config = T5Config(
         vocab_size=len(tokenizer),
-        d_model=48,
-        d_kv=16,
+        d_model=d_model,
+        d_kv=d_kv,
         num_heads=4,
-        d_ff=96,
+        d_ff=d_ff,
         num_layers=2,
         num_decoder_layers=2,
         pad_token_id=tokenizer.pad_token_id,
@@ -38,27 +42,6 @@ def save_tiny_t5(path: str | os.PathLike, seed: int = 0) -> str:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
-
-
-def tiny_gpt2_rl(seed: int = 0):
-    """A 2-layer GPT-2 with the byte-level ByT5 tokenizer (no vocabulary file): ``(model, tokenizer)``, causal."""
-    from transformers import ByT5Tokenizer, GPT2Config, GPT2LMHeadModel
-
-    tokenizer = ByT5Tokenizer()
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        n_positions=256,
-        initializer_range=0.3,  # wider than GPT-2's 0.02, so a small LoRA update moves the output distribution
-        bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(seed)
-    model = GPT2LMHeadModel(config).eval()
-    return model, tokenizer
 
 
 _GPT2_CORPUS = [
@@ -90,18 +73,26 @@ def tiny_gpt2_tokenizer():
     )
 
 
-def tiny_gpt2(seed: int = 0):
-    """A 2-layer GPT-2 (n_embd 32) with :func:`tiny_gpt2_tokenizer`: ``(model, tokenizer)``."""
+def tiny_gpt2(
+    seed: int = 0, *, tokenizer=None, n_head: int = 4, n_positions: int = 256, initializer_range: float = 0.02
+):
+    """A 2-layer GPT-2 (n_embd 32): ``(model, tokenizer)``; the tokenizer defaults to :func:`tiny_gpt2_tokenizer`.
+
+    The model's eos (also its bos, as in GPT-2) and pad ids are taken from the tokenizer. The RL tests pass the
+    byte-level ``ByT5Tokenizer`` and ``initializer_range=0.3``: wider than GPT-2's 0.02, so that a small LoRA update
+    moves the output distribution and a reward rises within a few steps.
+    """
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    tokenizer = tiny_gpt2_tokenizer()
+    tokenizer = tokenizer if tokenizer is not None else tiny_gpt2_tokenizer()
     config = GPT2Config(
         vocab_size=len(tokenizer),
-        n_positions=256,
+        n_positions=n_positions,
         n_embd=32,
         n_layer=2,
-        n_head=4,
-        bos_token_id=tokenizer.bos_token_id,
+        n_head=n_head,
+        initializer_range=initializer_range,
+        bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
@@ -139,35 +130,13 @@ def word_tokenizer(words, append_eos: bool = True):
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
-def tiny_t5_words(words, seed: int = 0, d_model: int = 32):
-    """A 2+2-layer T5 over :func:`word_tokenizer` ``(words)``: ``(model, tokenizer)``; a few tokens per output."""
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    tokenizer = word_tokenizer(words)
-    config = T5Config(
-        vocab_size=len(tokenizer),
-        d_model=d_model,
-        d_kv=d_model // 4,
-        num_heads=4,
-        d_ff=2 * d_model,
-        num_layers=2,
-        num_decoder_layers=2,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-    )
-    torch.manual_seed(seed)
-    return T5ForConditionalGeneration(config).eval(), tokenizer
+def tiny_t5_words(words, seed: int = 0):
+    """A 2+2-layer T5 (d_model 32) over :func:`word_tokenizer` ``(words)``: ``(model, tokenizer)``."""
+    return tiny_t5(seed, tokenizer=word_tokenizer(words), d_model=32, d_kv=8, d_ff=64)
 
 
 def tiny_gpt2_words(words, seed: int = 0):
     """A 2-layer GPT-2 over :func:`word_tokenizer` ``(words, append_eos=False)``: ``(model, tokenizer)``."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     tokenizer = word_tokenizer(words, append_eos=False)
     tokenizer.bos_token = "</s>"
-    config = GPT2Config(
-        vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=128, bos_token_id=1, eos_token_id=1
-    )
-    torch.manual_seed(seed)
-    return GPT2LMHeadModel(config).eval(), tokenizer
+    return tiny_gpt2(seed, tokenizer=tokenizer, n_positions=128)

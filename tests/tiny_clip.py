@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 import numpy as np
 import torch
@@ -16,36 +17,24 @@ import torch
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible byte -> printable character table."""
-    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
+def tiny_clip_tokenizer():
+    """A real byte-level ``CLIPTokenizer``: one token per byte, no merges, 514 tokens, cut at 77 like the real one.
 
-
-def save_clip_tokenizer_files(path: str | os.PathLike) -> str:
-    """Write a byte-level CLIP ``vocab.json`` + ``merges.txt`` (no merges) to ``path``; returns the path."""
-    os.makedirs(path, exist_ok=True)
-    symbols = list(_bytes_to_unicode().values())
-    tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
-    with open(os.path.join(path, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump({t: i for i, t in enumerate(tokens)}, f)
-    with open(os.path.join(path, "merges.txt"), "w", encoding="utf-8") as f:
-        f.write("#version: 0.2\n")
-    return str(path)
-
-
-def tiny_clip_tokenizer(path: str | os.PathLike):
-    """A real ``CLIPTokenizer`` (byte-level, 514 tokens, ``model_max_length=77``), its files written to ``path``."""
+    The vocabulary is the 256 byte symbols, the same with ``</w>``, ``<|startoftext|>`` and ``<|endoftext|>``,
+    written to a temporary folder and loaded from there.
+    """
+    from tokenizers.pre_tokenizers import ByteLevel
     from transformers import CLIPTokenizer
 
-    return CLIPTokenizer.from_pretrained(save_clip_tokenizer_files(path), model_max_length=77)
+    symbols = sorted(ByteLevel.alphabet())  # GPT-2/CLIP's byte -> printable character table, in byte order
+    tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
+    with tempfile.TemporaryDirectory() as folder:
+        with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
+            json.dump({t: i for i, t in enumerate(tokens)}, f)
+        with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
+            f.write("#version: 0.2\n")
+        # Without model_max_length it is about 1e30, and a pipeline pads to that.
+        return CLIPTokenizer.from_pretrained(folder, model_max_length=77)
 
 
 def tiny_image_processor(size: int = 32):
@@ -108,7 +97,7 @@ def trained_tiny_clip(path: str | os.PathLike, steps: int = 60, seed: int = 0):
     """
     from transformers import CLIPProcessor
 
-    tokenizer = tiny_clip_tokenizer(os.path.join(path, "_tokenizer"))
+    tokenizer = tiny_clip_tokenizer()
     processor = CLIPProcessor(image_processor=tiny_image_processor(32), tokenizer=tokenizer)
     model = tiny_clip(tokenizer, seed=seed)
     names = list(COLORS)

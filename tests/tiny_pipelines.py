@@ -1,22 +1,23 @@
 """Tiny real diffusers pipelines, built in-process with no hub (see OFFLINE.md in the project's shared notes).
 
-Component sizes follow diffusers' own fast pipeline tests; the tokenizers are built offline: a byte-level CLIP
-tokenizer (one token per byte, no merges, ``model_max_length=77`` like the real one) and ``ByT5Tokenizer`` for the T5
-text encoders. Every builder is deterministic for a given seed, returns a pipeline on the CPU in float32 with its
-progress bar off, and takes a second or so. Used by the tests and the benchmarks.
+Component sizes follow diffusers' own fast pipeline tests; the tokenizers are built offline: the byte-level CLIP
+tokenizer of :func:`tiny_clip.tiny_clip_tokenizer` (one token per byte, no merges, cut at 77 tokens like the real
+one) and ``ByT5Tokenizer`` for the T5 text encoders. Every builder is deterministic for a given seed, returns a
+pipeline on the CPU in float32 with its progress bar off, and takes a second or so. Used by the tests, the examples'
+tests and the benchmarks.
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
-from pathlib import Path
+import os
 
 import torch
 
+from tiny_clip import tiny_clip_tokenizer
+
 __all__ = [
-    "clip_tokenizer",
     "tiny_sd",
+    "save_tiny_sd",
     "tiny_sd_img2img",
     "tiny_sd_inpaint",
     "tiny_sdxl",
@@ -26,22 +27,6 @@ __all__ = [
     "tiny_lcm",
     "sd15_shaped",
 ]
-
-
-def clip_tokenizer(model_max_length: int = 77):
-    """A byte-level ``CLIPTokenizer``: the 256 byte symbols, the same with ``</w>``, and the two special tokens."""
-    from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import CLIPTokenizer
-
-    symbols = sorted(ByteLevel.alphabet())
-    vocab = {s: i for i, s in enumerate(symbols)}
-    vocab.update({s + "</w>": len(symbols) + i for i, s in enumerate(symbols)})
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-        (Path(folder) / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-        return CLIPTokenizer.from_pretrained(folder, model_max_length=model_max_length)
 
 
 def _clip_config(tokenizer, hidden_size: int = 32, projection_dim: int = 32, **overrides):
@@ -89,8 +74,61 @@ def _ready(pipe):
     return pipe
 
 
+def _vae(seed: int = 0, **overrides):
+    """The 2-block ``AutoencoderKL`` of diffusers' SD tests: 4 latent channels, images 2x the latents' size."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        block_out_channels=[4, 8],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=2,
+        **overrides,
+    )
+    return vae.eval()
+
+
+def _flow_vae(seed: int = 0, latent_channels: int = 4):
+    """The 1-block ``AutoencoderKL`` of diffusers' SD3 and Flux tests (no quant convs, SD3's shift and scale)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(4,),
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+    return vae.eval()
+
+
+def _sd_scheduler():
+    """Stable Diffusion 1.x's DDIM schedule."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
 def _sd_components(seed: int = 0, in_channels: int = 4, time_cond_proj_dim: int | None = None):
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
@@ -106,25 +144,9 @@ def _sd_components(seed: int = 0, in_channels: int = 4, time_cond_proj_dim: int 
         norm_num_groups=2,
         time_cond_proj_dim=time_cond_proj_dim,
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=[4, 8],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=2,
-    )
-    tokenizer = clip_tokenizer()
+    scheduler = _sd_scheduler()
+    vae = _vae(seed)
+    tokenizer = tiny_clip_tokenizer()
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(_clip_config(tokenizer)).eval()
     return {
@@ -145,6 +167,12 @@ def tiny_sd(seed: int = 0):
     from diffusers import StableDiffusionPipeline
 
     return _ready(StableDiffusionPipeline(**_sd_components(seed)))
+
+
+def save_tiny_sd(path: str | os.PathLike, seed: int = 0) -> str:
+    """Save :func:`tiny_sd` to ``path`` as a diffusers folder (safetensors); returns the path."""
+    tiny_sd(seed).save_pretrained(path)
+    return str(path)
 
 
 def tiny_sd_img2img(seed: int = 0):
@@ -172,7 +200,7 @@ def tiny_lcm(seed: int = 0):
 
 def tiny_sdxl(seed: int = 0):
     """A tiny ``StableDiffusionXLPipeline``: two CLIP text encoders (the second with projection)."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
@@ -200,19 +228,9 @@ def tiny_sdxl(seed: int = 0):
         beta_schedule="scaled_linear",
         timestep_spacing="leading",
     )
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=[4, 8],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=2,
-        sample_size=128,
-    )
-    tokenizer = clip_tokenizer()
-    tokenizer_2 = clip_tokenizer()
+    vae = _vae(seed, sample_size=128)
+    tokenizer = tiny_clip_tokenizer()
+    tokenizer_2 = tiny_clip_tokenizer()
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(_clip_config(tokenizer)).eval()
     torch.manual_seed(seed + 1)
@@ -234,7 +252,6 @@ def tiny_sdxl(seed: int = 0):
 def tiny_sd3(seed: int = 0):
     """A tiny ``StableDiffusion3Pipeline``: two CLIP encoders with projection and a T5 encoder (``ByT5Tokenizer``)."""
     from diffusers import (
-        AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
         SD3Transformer2DModel,
         StableDiffusion3Pipeline,
@@ -254,27 +271,14 @@ def tiny_sd3(seed: int = 0):
         pooled_projection_dim=64,
         out_channels=4,
     )
-    tokenizer = clip_tokenizer()
-    tokenizer_2 = clip_tokenizer()
+    tokenizer = tiny_clip_tokenizer()
+    tokenizer_2 = tiny_clip_tokenizer()
     torch.manual_seed(seed)
     text_encoder = CLIPTextModelWithProjection(_clip_config(tokenizer)).eval()
     torch.manual_seed(seed + 1)
     text_encoder_2 = CLIPTextModelWithProjection(_clip_config(tokenizer_2)).eval()
     text_encoder_3, tokenizer_3 = _t5_encoder(d_model=32, seed=seed)
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        sample_size=32,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(4,),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=1,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        shift_factor=0.0609,
-        scaling_factor=1.5035,
-    )
+    vae = _flow_vae(seed, latent_channels=4)
     pipe = StableDiffusion3Pipeline(
         transformer=transformer.eval(),
         scheduler=FlowMatchEulerDiscreteScheduler(),
@@ -291,7 +295,7 @@ def tiny_sd3(seed: int = 0):
 
 def tiny_flux(seed: int = 0):
     """A tiny ``FluxPipeline``: a CLIP encoder (pooled) and a T5 encoder (``ByT5Tokenizer``); true CFG available."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
@@ -306,24 +310,11 @@ def tiny_flux(seed: int = 0):
         pooled_projection_dim=32,
         axes_dims_rope=[4, 4, 8],
     )
-    tokenizer = clip_tokenizer()
+    tokenizer = tiny_clip_tokenizer()
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(_clip_config(tokenizer)).eval()
     text_encoder_2, tokenizer_2 = _t5_encoder(d_model=32, seed=seed)
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        sample_size=32,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(4,),
-        layers_per_block=1,
-        latent_channels=1,
-        norm_num_groups=1,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        shift_factor=0.0609,
-        scaling_factor=1.5035,
-    )
+    vae = _flow_vae(seed, latent_channels=1)
     pipe = FluxPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=vae.eval(),
@@ -340,7 +331,7 @@ def tiny_flux(seed: int = 0):
 
 def tiny_pixart(seed: int = 0):
     """A tiny ``PixArtAlphaPipeline``: one T5 encoder (``ByT5Tokenizer``), the negative's only slot."""
-    from diffusers import AutoencoderKL, DDIMScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
+    from diffusers import DDIMScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
 
     torch.manual_seed(seed)
     transformer = PixArtTransformer2DModel(
@@ -360,16 +351,7 @@ def tiny_pixart(seed: int = 0):
         norm_elementwise_affine=False,
         norm_eps=1e-6,
     )
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=[4, 8],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=2,
-    )
+    vae = _vae(seed)
     text_encoder, tokenizer = _t5_encoder(d_model=32, seed=seed)
     pipe = PixArtAlphaPipeline(
         tokenizer=tokenizer,
@@ -386,10 +368,11 @@ def sd15_shaped(seed: int = 0):
 
     UNet: block_out_channels (320, 640, 1280, 1280), 2 layers per block, cross-attention width 768, 8 heads, sample
     size 64; the VAE of SD 1.5; a CLIP text encoder of ViT-L/14's text shape (width 768, 12 layers, 12 heads, MLP
-    3072). The tokenizer is the byte-level one of :func:`clip_tokenizer` (its vocabulary is not CLIP's, but it cuts
-    at the same 77 tokens); the embedding table still has CLIP's 49,408 rows. For timing, not for images.
+    3072). The tokenizer is the byte-level one of :func:`tiny_clip.tiny_clip_tokenizer` (its vocabulary is not
+    CLIP's, but it cuts at the same 77 tokens); the embedding table still has CLIP's 49,408 rows. For timing, not for
+    images.
     """
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
@@ -414,7 +397,7 @@ def sd15_shaped(seed: int = 0):
         latent_channels=4,
         sample_size=512,
     )
-    tokenizer = clip_tokenizer()
+    tokenizer = tiny_clip_tokenizer()
     text_encoder = CLIPTextModel(
         _clip_config(
             tokenizer,
@@ -427,14 +410,7 @@ def sd15_shaped(seed: int = 0):
             hidden_act="quick_gelu",
         )
     ).eval()
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    scheduler = _sd_scheduler()
     pipe = StableDiffusionPipeline(
         vae=vae.eval(),
         text_encoder=text_encoder,

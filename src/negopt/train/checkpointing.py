@@ -22,6 +22,7 @@ __all__ = [
     "CHECKPOINTS_DIR",
     "NonFiniteLossError",
     "SigtermCheckpointCallback",
+    "SigtermFlag",
     "is_complete_checkpoint",
     "last_checkpoint",
 ]
@@ -30,7 +31,6 @@ logger = logging.getLogger(__name__)
 
 # Under a trainer's output_dir; the finished generator lives at output_dir's top level.
 CHECKPOINTS_DIR = "checkpoints"
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # Written by transformers' JIT checkpointing while a checkpoint is being saved.
 _INCOMPLETE_MARKER = "checkpoint-is-incomplete.txt"
 
@@ -46,12 +46,15 @@ def is_complete_checkpoint(path: str | os.PathLike) -> bool:
     )
 
 
-def _checkpoints(folder: str) -> list[tuple[int, str]]:
+def numbered_folders(folder: str | os.PathLike, prefix: str) -> list[tuple[int, str]]:
+    """The ``<prefix>N`` folders in ``folder``, as ``(N, path)`` by increasing N (none if ``folder`` is missing)."""
+    folder = os.fspath(folder)
     if not os.path.isdir(folder):
         return []
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)$")
     found = []
     for name in os.listdir(folder):
-        m = _CHECKPOINT.match(name)
+        m = pattern.match(name)
         if m and os.path.isdir(os.path.join(folder, name)):
             found.append((int(m.group(1)), os.path.join(folder, name)))
     return sorted(found)
@@ -64,7 +67,7 @@ def last_checkpoint(folder: str | os.PathLike, *, set_aside_incomplete: bool = T
     warning when ``set_aside_incomplete`` is true, so that the Trainer neither resumes from nor rotates them.
     """
     folder = os.fspath(folder)
-    for _step, path in reversed(_checkpoints(folder)):
+    for _step, path in reversed(numbered_folders(folder, "checkpoint-")):
         if is_complete_checkpoint(path):
             return path
         warnings.warn(
@@ -95,7 +98,37 @@ def check_loss(loss: torch.Tensor, step: int, checkpoints_dir: str) -> None:
     )
 
 
-class SigtermCheckpointCallback(TrainerCallback):
+class SigtermFlag:
+    """A context manager that sets ``requested`` when the process gets SIGTERM (a preempted cloud machine).
+
+    The handler only sets the flag, so the trainer can finish the step in flight, save a checkpoint and stop; a kill
+    mid-update would lose the step. The previous handler is restored on exit. Outside the main thread, where Python
+    cannot install a signal handler, it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        self.requested = True
+
+    def __enter__(self):
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handler)
+        else:
+            logger.info("not in the main thread: SIGTERM will not save a checkpoint")
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+        return False
+
+
+class SigtermCheckpointCallback(SigtermFlag, TrainerCallback):
     """Save a checkpoint and stop when the process gets SIGTERM (a preempted cloud machine), instead of dying.
 
     Use :meth:`installed` around ``trainer.train()``: the handler only sets a flag, the callback acts on it at the
@@ -104,33 +137,17 @@ class SigtermCheckpointCallback(TrainerCallback):
     """
 
     def __init__(self) -> None:
-        self.requested = False
+        super().__init__()
         self.stopped_at: int | None = None
 
     def _handler(self, signum, frame) -> None:
         if not self.requested:
             logger.warning("SIGTERM received: saving a checkpoint at the end of this step, then stopping.")
-        self.requested = True
+        super()._handler(signum, frame)
 
-    def installed(self):
+    def installed(self) -> SigtermCheckpointCallback:
         """A context manager that installs the SIGTERM handler and restores the previous one on exit."""
-        callback = self
-
-        class _Installed:
-            def __enter__(self):
-                self.previous = None
-                if threading.current_thread() is threading.main_thread():
-                    self.previous = signal.signal(signal.SIGTERM, callback._handler)
-                else:
-                    logger.info("not in the main thread: SIGTERM will not save a checkpoint")
-                return callback
-
-            def __exit__(self, *exc):
-                if self.previous is not None:
-                    signal.signal(signal.SIGTERM, self.previous)
-                return False
-
-        return _Installed()
+        return self
 
     def _any_rank_requested(self, args) -> bool:
         requested = self.requested

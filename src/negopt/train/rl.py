@@ -22,8 +22,6 @@ import dataclasses
 import logging
 import math
 import os
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,6 +32,7 @@ import torch
 
 from negopt.text import clean_negative, strip_echo
 from negopt.train import rl_checkpoint as ckpt
+from negopt.train.checkpointing import SigtermFlag
 
 logger = logging.getLogger(__name__)
 
@@ -345,7 +344,7 @@ class RLTrainer:
         self.log_history: list[dict[str, float]] = []
         self.last_timings: dict[str, float] = {}
         self._perms: dict[int, torch.Tensor] = {}
-        self._stop_requested = False
+        self._sigterm = SigtermFlag()
 
         tok = self.tokenizer
         self.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -710,9 +709,6 @@ class RLTrainer:
         if acc.is_main_process:
             os.makedirs(cfg.output_dir, exist_ok=True)
         acc.init_trackers("negopt-rl", config=_flat_config(cfg))
-        previous = None
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         from tqdm.auto import tqdm
 
         bar = tqdm(
@@ -722,33 +718,30 @@ class RLTrainer:
             disable=not acc.is_local_main_process,
             dynamic_ncols=True,
         )
-        try:
-            last_saved = self.state.step
-            while self.state.step < cfg.max_steps:
-                metrics = self.step()
-                bar.update(1)
-                bar.set_postfix(reward=f"{metrics['reward/mean']:.4g}")
-                if cfg.save_steps and self.state.step % cfg.save_steps == 0:
-                    self.save_checkpoint()
-                    last_saved = self.state.step
-                if self._any_process(self._stop_requested):
-                    if last_saved != self.state.step:
+        with self._sigterm:
+            try:
+                last_saved = self.state.step
+                while self.state.step < cfg.max_steps:
+                    metrics = self.step()
+                    bar.update(1)
+                    bar.set_postfix(reward=f"{metrics['reward/mean']:.4g}")
+                    if cfg.save_steps and self.state.step % cfg.save_steps == 0:
                         self.save_checkpoint()
-                    self.state.interrupted = True
-                    logger.warning("SIGTERM: checkpoint saved at step %d; resume with resume=True", self.state.step)
-                    break
-            else:
-                self.save_model()
-        finally:
-            bar.close()
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-            acc.end_training()
+                        last_saved = self.state.step
+                    if self._any_process(self._sigterm.requested):
+                        if last_saved != self.state.step:
+                            self.save_checkpoint()
+                        self.state.interrupted = True
+                        logger.warning(
+                            "SIGTERM: checkpoint saved at step %d; resume with resume=True", self.state.step
+                        )
+                        break
+                else:
+                    self.save_model()
+            finally:
+                bar.close()
+                acc.end_training()
         return self.state
-
-    def _on_sigterm(self, signum, frame) -> None:
-        # Finish the step in flight, save, then stop: a kill mid-update would lose it.
-        self._stop_requested = True
 
     # ------------------------------------------------------------------------------------------------ saving
     def save_model(self, output_dir: str | os.PathLike | None = None) -> str:

@@ -11,16 +11,15 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 
 import torch
 
-CHECKPOINTS_DIR = "checkpoints"
+from negopt.train.checkpointing import CHECKPOINTS_DIR, numbered_folders
+
 TRAINER_STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.pt"
 SCHEDULER_NAME = "scheduler.pt"
-_STEP_RE = re.compile(r"^step-(\d+)$")
 
 
 def checkpoint_path(output_dir: str | os.PathLike, step: int) -> str:
@@ -31,15 +30,11 @@ def checkpoint_path(output_dir: str | os.PathLike, step: int) -> str:
 def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, str]]:
     """The complete checkpoints under ``output_dir``, oldest first, as ``(step, path)``."""
     root = os.path.join(os.fspath(output_dir), CHECKPOINTS_DIR)
-    if not os.path.isdir(root):
-        return []
-    found = []
-    for name in os.listdir(root):
-        match = _STEP_RE.match(name)
-        path = os.path.join(root, name)
-        if match and os.path.isfile(os.path.join(path, TRAINER_STATE_NAME)):
-            found.append((int(match.group(1)), path))
-    return sorted(found)
+    return [
+        (step, path)
+        for step, path in numbered_folders(root, "step-")
+        if os.path.isfile(os.path.join(path, TRAINER_STATE_NAME))
+    ]
 
 
 def latest_checkpoint(output_dir: str | os.PathLike) -> str | None:
