@@ -198,6 +198,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from negopt import __version__
+    from negopt.builtin import BuiltinGenerator
     from negopt.generator import NegOptGenerator
 
     n_prompts, n_new = (16, 16) if args.quick else (64, 32)
@@ -272,6 +273,16 @@ def main() -> None:
     print(
         f"batch-1 latency (one prompt, {n_new} tokens): median {statistics.median(single) * 1000:.0f} ms "
         f"over {len(single)} prompts"
+    )
+    builtin = BuiltinGenerator()
+    builtin(prompts)  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(20):
+        builtin(prompts)
+    per_prompt = (time.perf_counter() - t0) / (20 * len(prompts))
+    print(
+        f"built-in generator: {per_prompt * 1e6:.0f} us a prompt "
+        f"({statistics.median(single) / per_prompt:,.0f}x faster than the model's batch-1 latency)"
     )
 
     if args.sweep:

@@ -399,6 +399,29 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, bases):
     assert not (out / "adapter_model.safetensors").exists()  # an interrupted run does not pose as a finished one
 
 
+def test_a_fresh_run_refuses_an_output_dir_with_checkpoints(tmp_path, pipe, bases):
+    _trainer(pipe, bases, tmp_path, max_steps=2, save_steps=2).train()
+    assert list_checkpoints(tmp_path)
+    # Without resume, rotation would keep the earlier run's newer steps and delete this run's.
+    with pytest.raises(FileExistsError, match="resume"):
+        _trainer(pipe, bases, tmp_path, max_steps=4, save_steps=2).train()
+
+
+def test_resume_restores_the_reward_normalisation(tmp_path, pipe, bases):
+    from negopt.rewards import CompositeReward
+
+    def composite():
+        return CompositeReward({"letters": LetterReward(), "other": LetterReward()}, normalize=True)
+
+    first = composite()
+    _trainer(pipe, bases, tmp_path, reward=first, max_steps=2, save_steps=2).train()
+    assert first.stats["letters"].count == 2 * 8
+    resumed_reward = composite()
+    resumed = _trainer(pipe, bases, tmp_path, reward=resumed_reward, max_steps=2, resume=True)
+    resumed.load_checkpoint(latest_checkpoint(tmp_path))
+    assert resumed_reward.state_dict() == first.state_dict()
+
+
 def test_resume_from_a_missing_checkpoint_is_an_error(tmp_path, pipe, bases):
     trainer = _trainer(pipe, bases, tmp_path, resume_from_checkpoint=str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="resume_from_checkpoint"):

@@ -692,6 +692,7 @@ class RLTrainer:
 
         Raises:
             FileNotFoundError: A checkpoint path that does not exist or is incomplete.
+            FileExistsError: ``output_dir`` holds an earlier run's checkpoints and this run does not resume.
         """
         cfg, acc = self.config, self.accelerator
         if resume_from_checkpoint is None:
@@ -703,6 +704,14 @@ class RLTrainer:
                 logger.info("no checkpoint in %s: starting from scratch", cfg.output_dir)
         elif resume_from_checkpoint:
             path = os.fspath(resume_from_checkpoint)
+        else:
+            earlier = ckpt.list_checkpoints(cfg.output_dir)
+            if earlier:
+                # Checkpoint rotation sorts by step: an earlier run's step-500 would outlive this run's step-50.
+                raise FileExistsError(
+                    f"output_dir={cfg.output_dir!r} already holds checkpoints of an earlier run (newest: "
+                    f"{earlier[-1][1]}). Pass resume=True (--resume) to continue it, or choose a new output_dir."
+                )
         if path is not None:
             self.load_checkpoint(path)
 
@@ -776,6 +785,9 @@ class RLTrainer:
             ckpt.begin_checkpoint(cfg.output_dir, step)
         acc.wait_for_everyone()
         torch.save(ckpt.rng_state(), os.path.join(tmp, f"rng_state_{acc.process_index}.pt"))
+        if callable(getattr(self.reward, "state_dict", None)):
+            # A normalising reward's running statistics (per process): without them a resume is not exact.
+            ckpt.write_json(os.path.join(tmp, f"reward_state_{acc.process_index}.json"), self.reward.state_dict())
         if acc.is_main_process:
             _save_adapter(self._policy, self.adapter_name, tmp)
             torch.save(self.optimizer.state_dict(), os.path.join(tmp, ckpt.OPTIMIZER_NAME))
@@ -814,6 +826,9 @@ class RLTrainer:
         rng_file = os.path.join(path, f"rng_state_{self.accelerator.process_index}.pt")
         if os.path.isfile(rng_file):
             ckpt.set_rng_state(torch.load(rng_file, weights_only=True))
+        reward_file = os.path.join(path, f"reward_state_{self.accelerator.process_index}.json")
+        if os.path.isfile(reward_file) and callable(getattr(self.reward, "load_state_dict", None)):
+            self.reward.load_state_dict(ckpt.read_json(reward_file))
         known = {f.name for f in dataclasses.fields(RLTrainerState)}
         self.state = RLTrainerState(**{k: v for k, v in data.items() if k in known and k != "interrupted"})
         logger.info("resumed from %s at step %d", path, self.state.step)
