@@ -509,6 +509,18 @@ def test_from_pretrained_loads_a_saved_pipeline(pipes, tmp_path):
     assert_same_images(out.images, again.images)
 
 
+def test_generator_given_as_a_folder_is_loaded(pipes, tmp_path):
+    from negopt import NegOptGenerator
+    from tiny import save_tiny_t5
+
+    folder = save_tiny_t5(tmp_path / "gen")
+    pipe = NegOptPipeline(pipes("sd"), str(folder))
+    assert isinstance(pipe.negative_prompt_generator, NegOptGenerator)
+    expected = pipe.negative_prompt_generator(PROMPTS)
+    out = pipe(prompt=PROMPTS, **call_args("sd", 2))
+    assert out.negative_prompts == expected
+
+
 def test_repr_shows_both_parts(pipes):
     text = repr(NegOptPipeline(pipes("sdxl"), words_negative))
     assert "StableDiffusionXLPipeline" in text and "words_negative" in text

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -106,9 +107,10 @@ class NegOptPipeline:
             never modified.
         negative_prompt_generator: Writes the negatives: any callable that maps a list of prompts to a list of
             negative prompts of the same length, such as a :class:`~negopt.NegOptGenerator`, a
-            :class:`~negopt.BuiltinGenerator` (the default when None) or a plain function. Called once per pipeline
-            call, with all the prompts. (It is not named ``generator``: diffusers passes a ``torch.Generator`` under
-            that name, and the wrapper forwards it.)
+            :class:`~negopt.BuiltinGenerator` (the default when None) or a plain function. A str (a folder or hub
+            id) is loaded with :meth:`NegOptGenerator.from_pretrained <negopt.NegOptGenerator.from_pretrained>`.
+            Called once per pipeline call, with all the prompts. (It is not named ``generator``: diffusers passes a
+            ``torch.Generator`` under that name, and the wrapper forwards it.)
         combine: What to do with a ``negative_prompt`` that the caller passes: ``"merge"`` keeps the caller's terms
             first and verbatim (textual-inversion tokens such as ``easynegative`` included) and adds the generated
             terms it does not already have; ``"user"`` sends the caller's negative only, without generating (and
@@ -141,7 +143,7 @@ class NegOptPipeline:
     def __init__(
         self,
         pipeline: Any,
-        negative_prompt_generator: Callable[[list[str]], list[str]] | None = None,
+        negative_prompt_generator: Callable[[list[str]], list[str]] | str | os.PathLike | None = None,
         *,
         combine: str = "merge",
         fit_to_tokenizer: bool = True,
@@ -170,6 +172,10 @@ class NegOptPipeline:
             from negopt.builtin import BuiltinGenerator
 
             negative_prompt_generator = BuiltinGenerator()
+        elif isinstance(negative_prompt_generator, (str, os.PathLike)):
+            from negopt.generator import NegOptGenerator
+
+            negative_prompt_generator = NegOptGenerator.from_pretrained(os.fspath(negative_prompt_generator))
         elif not callable(negative_prompt_generator):
             raise TypeError(
                 "`negative_prompt_generator` must be callable (a NegOptGenerator, a BuiltinGenerator or a function "
@@ -203,7 +209,7 @@ class NegOptPipeline:
     def from_pretrained(
         cls,
         pretrained_model_name_or_path: str,
-        negative_prompt_generator: Callable[[list[str]], list[str]] | None = None,
+        negative_prompt_generator: Callable[[list[str]], list[str]] | str | os.PathLike | None = None,
         *,
         combine: str = "merge",
         fit_to_tokenizer: bool = True,
