@@ -173,9 +173,16 @@ class NegOptPipeline:
 
             negative_prompt_generator = BuiltinGenerator()
         elif isinstance(negative_prompt_generator, (str, os.PathLike)):
-            from negopt.generator import NegOptGenerator
+            from negopt.generator import NegOptGenerator, _is_hub_id
 
-            negative_prompt_generator = NegOptGenerator.from_pretrained(os.fspath(negative_prompt_generator))
+            name = os.fspath(negative_prompt_generator)
+            if not (os.path.isdir(name) or _is_hub_id(name)):
+                raise TypeError(
+                    f"`negative_prompt_generator` is the str {name!r}, which is neither a generator folder nor a hub "
+                    "id. To send a fixed negative prompt, pass it when calling: pipe(prompt, negative_prompt=...); to "
+                    "use a learned generator, pass its folder or hub id, or a NegOptGenerator."
+                )
+            negative_prompt_generator = NegOptGenerator.from_pretrained(name)
         elif not callable(negative_prompt_generator):
             raise TypeError(
                 "`negative_prompt_generator` must be callable (a NegOptGenerator, a BuiltinGenerator or a function "
