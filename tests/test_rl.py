@@ -499,3 +499,32 @@ def test_cli_trains_from_yaml(tmp_path, pipe, bases):
     assert [s for s, _ in list_checkpoints(out)] == [2]  # the flag's max_steps won over the file's
     gen = generator_mod.NegOptGenerator.from_pretrained(str(out))
     assert isinstance(gen("a red fox in snow"), str)
+
+
+def test_cli_builds_a_named_reward_from_local_models(tmp_path, pipe, bases):
+    """--reward with --reward-model (offline folders) and --normalize-rewards, whose statistics reach checkpoints."""
+    pytest.importorskip("negopt.generator")
+    from transformers import CLIPProcessor
+
+    from tiny_clip import tiny_clip, tiny_clip_tokenizer, tiny_image_processor
+
+    clip_dir = tmp_path / "clip"
+    tokenizer = tiny_clip_tokenizer()
+    tiny_clip(tokenizer).save_pretrained(clip_dir)
+    CLIPProcessor(image_processor=tiny_image_processor(), tokenizer=tokenizer).save_pretrained(clip_dir)
+    pipe_dir = tmp_path / "pipe"
+    pipe.save_pretrained(str(pipe_dir))
+    make_generator("seq2seq", bases["seq2seq"])
+    (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS), encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["train", "rl", "--generator", bases["seq2seq"], "--pipeline", str(pipe_dir)]
+    args += ["--prompts", str(tmp_path / "prompts.txt"), "--output-dir", str(out), "--reward", "clip=1.0"]
+    args += ["--reward-model", f"clip={clip_dir}", "--normalize-rewards", "--max-steps", "2", "--save-steps", "2"]
+    args += ["--batch-size", "2", "--num-candidates", "2", "--max-new-tokens", "8", "--num-inference-steps", "1"]
+    args += ["--height", "32", "--width", "32"]
+    res = _cli(args, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    state = json.loads((out / "checkpoints" / "step-2" / "reward_state_0.json").read_text())
+    assert state["stats"]["clip"]["count"] == 2 * 2 * 2  # steps x prompts x candidates, all seen by the stats
+    bad = _cli([*args[:-2], "--reward-model", "clip", "--output-dir", str(tmp_path / "bad")])
+    assert bad.returncode == 2 and "NAME=PATH_OR_ID" in bad.stderr

@@ -367,7 +367,7 @@ _RL_PIPE_FLAGS = [
     ("--width", "width", int),
     ("--guidance-scale", "guidance_scale", float),
 ]
-_RL_RUN_KEYS = ("generator", "pipeline", "reward", "reward_fn", "prompts")
+_RL_RUN_KEYS = ("generator", "pipeline", "reward", "reward_fn", "reward_models", "normalize_rewards", "prompts")
 
 
 def _add_train_rl(train_sub: argparse._SubParsersAction) -> None:
@@ -393,6 +393,22 @@ def _add_train_rl(train_sub: argparse._SubParsersAction) -> None:
         dest="reward_fn",
         metavar="MODULE:NAME",
         help="your own reward callable (or a class to instantiate with no arguments) instead of --reward",
+    )
+    p.add_argument(
+        "--reward-model",
+        dest="reward_models",
+        action="append",
+        metavar="NAME=PATH_OR_ID",
+        help="the model of a --reward term, a folder or hub id (aesthetic: its MLP head; clip, pickscore: the CLIP "
+        "model; inception: an image classifier); repeatable. In --config, reward_models maps a name to a path or to "
+        "constructor arguments, e.g. {aesthetic: {clip_model: ..., head: ...}}",
+    )
+    p.add_argument(
+        "--normalize-rewards",
+        dest="normalize_rewards",
+        action="store_true",
+        default=None,
+        help="standardise each reward term by its running mean and std before weighting (terms on different scales)",
     )
     p.add_argument("--prompts", help="a .txt file (one prompt a line) or a Negative Prompts DB source")
     p.add_argument("--output-dir", dest="output_dir", help="where the trained generator and checkpoints go")
@@ -484,13 +500,25 @@ def _run_train_rl(args: argparse.Namespace) -> int:
     config = RLConfig(**settings)
     if run["reward"] and run["reward_fn"]:
         raise UsageError("pass --reward NAME=WEIGHT or --reward-fn MODULE:NAME, not both")
+    if run["reward_fn"] and (run["reward_models"] or run["normalize_rewards"]):
+        raise UsageError("--reward-model and --normalize-rewards go with --reward, not --reward-fn")
     if run["reward_fn"]:
         reward = _import_callable(run["reward_fn"])
     else:
         from negopt.rewards import build_reward
 
         spec = run["reward"]
-        reward = build_reward(_parse_reward_weights([spec] if isinstance(spec, str) else spec))
+        models = run["reward_models"] or {}
+        if not isinstance(models, dict):  # NAME=PATH flags
+            pairs = [m.split("=", 1) for m in ([models] if isinstance(models, str) else models)]
+            if any(len(pair) != 2 or not all(x.strip() for x in pair) for pair in pairs):
+                raise UsageError(f"--reward-model expects NAME=PATH_OR_ID, e.g. clip=./clip-vit-large, got {models!r}")
+            models = {name.strip(): path.strip() for name, path in pairs}
+        reward = build_reward(
+            _parse_reward_weights([spec] if isinstance(spec, str) else spec),
+            models=models,
+            normalize=bool(run["normalize_rewards"]),
+        )
     trainer = RLTrainer(
         config, generator=run["generator"], pipeline=run["pipeline"], reward=reward, prompts=run["prompts"]
     )
