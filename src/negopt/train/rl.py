@@ -364,8 +364,9 @@ class RLTrainer:
         if isinstance(pipeline, str | os.PathLike):
             from diffusers import DiffusionPipeline
 
-            dtype = getattr(torch, self.config.pipeline_dtype) if self.config.pipeline_dtype else torch.float32
-            pipe = DiffusionPipeline.from_pretrained(os.fspath(pipeline), torch_dtype=dtype, use_safetensors=True)
+            # diffusers loads float32 by default; pass a dtype only when asked (newer diffusers warn on torch_dtype).
+            dtype = {"torch_dtype": getattr(torch, self.config.pipeline_dtype)} if self.config.pipeline_dtype else {}
+            pipe = DiffusionPipeline.from_pretrained(os.fspath(pipeline), use_safetensors=True, **dtype)
             pipe.set_progress_bar_config(disable=True)
             return pipe.to(self.accelerator.device)
         if not callable(pipeline):
