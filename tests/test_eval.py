@@ -240,7 +240,7 @@ def test_cli_eval_from_saved_folders(models, tmp_path, capsys):
 
 
 def test_cli_eval_with_the_builtin(models, tmp_path):
-    pytest.importorskip("negopt.builtin", reason="the built-in generator is written on another branch")
+    from negopt.builtin import BuiltinGenerator
     from negopt.cli import main
 
     pipeline_dir = save_tiny_sd(tmp_path / "sd")
@@ -253,17 +253,18 @@ def test_cli_eval_with_the_builtin(models, tmp_path):
     assert main(argv) == 0
     saved = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
     assert list(saved["conditions"]) == ["none", "builtin"]
-    assert all(saved["per_prompt"]["builtin"]["negative_prompts"])
+    negatives = saved["per_prompt"]["builtin"]["negative_prompts"]
+    assert all(negatives) and negatives == BuiltinGenerator()(["a photo of red", "a portrait of an old fisherman"])
 
 
 def test_cli_eval_with_a_saved_generator(models, tmp_path):
-    pytest.importorskip("negopt.generator", reason="NegOptGenerator is written on another branch")
     from negopt.cli import main
-    from negopt.config import NegOptConfig
+    from negopt.config import DEFAULT_GENERATION_KWARGS, NegOptConfig
+    from negopt.generator import NegOptGenerator
     from tiny import save_tiny_t5
 
-    generator_dir = save_tiny_t5(tmp_path / "gen")
-    NegOptConfig(generation_kwargs={"max_new_tokens": 8}).save_pretrained(generator_dir)
+    generator_dir = save_tiny_t5(tmp_path / "gen", seed=2)  # seed 2 writes text for these prompts, not ""
+    NegOptConfig(generation_kwargs={**DEFAULT_GENERATION_KWARGS, "max_new_tokens": 8}).save_pretrained(generator_dir)
     pipeline_dir = save_tiny_sd(tmp_path / "sd")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a photo of red\na photo of blue\n", encoding="utf-8")
@@ -275,4 +276,8 @@ def test_cli_eval_with_a_saved_generator(models, tmp_path):
     assert main(argv) == 0
     saved = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
     assert list(saved["conditions"]) == ["none", "tiny"]
-    assert len(saved["per_prompt"]["tiny"]["negative_prompts"]) == 2
+    negatives = saved["per_prompt"]["tiny"]["negative_prompts"]
+    # The saved generator's own (non-empty) output, so a report that ignored --generator could not match it.
+    assert all(negatives) and negatives == NegOptGenerator.from_pretrained(generator_dir)(
+        ["a photo of red", "a photo of blue"]
+    )

@@ -170,7 +170,6 @@ def test_custom_generator_and_combine_modes(models, tmp_path):
 
 
 def test_sft_finetune(models, tmp_path):
-    pytest.importorskip("negopt.train.sft", reason="SFTTrainer is written on another branch")
     pytest.importorskip("datasets")
     data = tmp_path / "pairs.jsonl"
     with open(data, "w", encoding="utf-8") as f:
@@ -192,7 +191,6 @@ def test_sft_finetune(models, tmp_path):
 
 
 def test_rl_finetune(models, tmp_path):
-    pytest.importorskip("accelerate")
     output = tmp_path / "rl"
     out = run(
         "rl_finetune", "--generator", models["generator"], "--pipeline", models["sd"],

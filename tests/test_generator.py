@@ -369,13 +369,14 @@ def test_long_prompt_is_truncated_with_a_warning(gen):
         assert limit == 512  # ByT5Tokenizer has no sane model_max_length: the default
 
 
-def test_unknown_config_keys_warn_then_load(tmp_path, t5_dir):
+def test_unknown_config_keys_warn_then_load(tmp_path, t5_dir, t5_gen):
     folder = _copy(t5_dir, tmp_path / "m")
     data = {**NegOptConfig().to_dict(), "negopt_version": "9.0.0", "future_option": True}
     (tmp_path / "m" / CONFIG_NAME).write_text(json.dumps(data))
     with pytest.warns(UserWarning, match="future_option"):
         g = NegOptGenerator.from_pretrained(folder)
-    assert isinstance(g("a cat", **SHORT), str)
+    assert g.config.to_dict() == {**NegOptConfig().to_dict(), "negopt_version": "9.0.0"}  # the known keys kept
+    assert g("a cat", **SHORT) == t5_gen("a cat", **SHORT) != ""  # the same model, loaded and working
 
 
 def test_pickle_only_weights_refused_unless_opted_in(tmp_path, t5_dir, t5_gen):

@@ -163,7 +163,7 @@ def test_batch_shapes(pipes, family):
 
 def test_sd_list_prompt_with_str_negative_is_fixed(pipes):
     bare = pipes("sd")
-    with pytest.raises(TypeError):  # diffusers' own trap, which the wrapper removes
+    with pytest.raises(TypeError, match="should be the same type"):  # diffusers' own trap, which the wrapper removes
         bare(prompt=PROMPTS, negative_prompt="easynegative", **call_args("sd", 2))
     out = NegOptPipeline(bare, combine="user", negative_prompt_generator=words_negative)(
         prompt=PROMPTS, negative_prompt="easynegative", **call_args("sd", 2)
@@ -424,6 +424,7 @@ def test_positional_arguments_bind_like_the_pipeline(pipes):
     bare = pipes("sdxl")
     pipe = NegOptPipeline(bare, words_negative)
     out = pipe(PROMPTS[0], "an oil painting", **call_args("sdxl", 1))  # SDXL's second parameter is prompt_2
+    assert out.negative_prompts == words_negative([PROMPTS[0]])  # not taken for a negative prompt
     again = bare(PROMPTS[0], "an oil painting", negative_prompt=out.negative_prompts, **call_args("sdxl", 1))
     assert_same_images(out.images, again.images)
 
@@ -517,6 +518,7 @@ def test_generator_given_as_a_folder_is_loaded(pipes, tmp_path):
     pipe = NegOptPipeline(pipes("sd"), str(folder))
     assert isinstance(pipe.negative_prompt_generator, NegOptGenerator)
     expected = pipe.negative_prompt_generator(PROMPTS)
+    assert all(expected)  # the tiny model writes text for these prompts: the equality below cannot pass on ""s
     out = pipe(prompt=PROMPTS, **call_args("sd", 2))
     assert out.negative_prompts == expected
 
@@ -528,11 +530,15 @@ def test_repr_shows_both_parts(pipes):
 
 
 def test_default_generator_is_the_builtin(pipes):
-    builtin = pytest.importorskip("negopt.builtin")
+    from negopt.builtin import BuiltinGenerator
+
     pipe = NegOptPipeline(pipes("sd"))
-    assert isinstance(pipe.negative_prompt_generator, builtin.BuiltinGenerator)
+    assert isinstance(pipe.negative_prompt_generator, BuiltinGenerator)
     out = pipe(prompt=PROMPTS, **call_args("sd", 2))
     assert len(out.negative_prompts) == 2 and all(n.strip() for n in out.negative_prompts)
+    for negative, full in zip(out.negative_prompts, BuiltinGenerator()(PROMPTS)):  # the builtin's, fit to 77 tokens
+        remaining = iter(split_terms(full))
+        assert all(term in remaining for term in split_terms(negative)), (negative, full)  # its terms, in its order
     again = pipes("sd")(prompt=PROMPTS, negative_prompt=out.negative_prompts, **call_args("sd", 2))
     assert_same_images(out.images, again.images)
 

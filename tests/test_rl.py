@@ -13,14 +13,12 @@ import time
 import warnings
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
-pytest.importorskip("diffusers")
-
-from negopt.train import RLConfig, RLTrainer  # noqa: E402
-from negopt.train.rl_checkpoint import latest_checkpoint, list_checkpoints  # noqa: E402
-from rl_worker import (  # noqa: E402
+from negopt.generator import NegOptGenerator
+from negopt.train import RLConfig, RLTrainer
+from negopt.train.rl_checkpoint import latest_checkpoint, list_checkpoints
+from rl_worker import (
     PROMPTS,
     LetterReward,
     adapter_state,
@@ -110,7 +108,7 @@ def test_prompt_sources(tmp_path):
     assert _load_prompts(str(f)) == ["a cat", "a dog"]
     datasets = pytest.importorskip("datasets")
     assert _load_prompts(datasets.Dataset.from_dict({"prompt": ["x", "y"]})) == ["x", "y"]
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="prompts is empty .* holds no non-blank prompt"):
         _load_prompts(["", "  "])
     with pytest.raises(TypeError, match="strings"):
         _load_prompts(["ok", 3])
@@ -254,10 +252,15 @@ def test_end_to_end_with_image_reward(tmp_path, pipe, bases):
 
 
 def test_output_dir_loads_with_negopt_generator(tmp_path, pipe, bases):
-    generator_mod = pytest.importorskip("negopt.generator")
+    from peft import PeftModel, get_peft_model_state_dict
+
     trainer = _trainer(pipe, bases, tmp_path / "out", max_steps=2)
     trainer.train()
-    gen = generator_mod.NegOptGenerator.from_pretrained(str(tmp_path / "out"))
+    gen = NegOptGenerator.from_pretrained(str(tmp_path / "out"))
+    # The loaded generator carries the trained adapter, not a fresh one.
+    assert isinstance(gen.model, PeftModel)
+    loaded, trained = get_peft_model_state_dict(gen.model), get_peft_model_state_dict(trainer._policy)
+    assert loaded.keys() == trained.keys() and all(torch.equal(loaded[k], trained[k]) for k in loaded)
     out = gen(["a red fox in snow", "a city at night"])
     assert isinstance(out, list) and len(out) == 2 and all(isinstance(x, str) for x in out)
 
@@ -478,7 +481,6 @@ def test_cli_config_with_unknown_key_lists_valid_ones(tmp_path):
 def test_cli_trains_from_yaml(tmp_path, pipe, bases):
     """negopt train rl end to end: generator and pipeline by folder, a reward callable by name, YAML + flags."""
     pytest.importorskip("yaml")
-    generator_mod = pytest.importorskip("negopt.generator")
     pipe_dir = tmp_path / "pipe"
     pipe.save_pretrained(str(pipe_dir))
     make_generator("seq2seq", bases["seq2seq"])
@@ -497,13 +499,16 @@ def test_cli_trains_from_yaml(tmp_path, pipe, bases):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "trained 2 steps" in res.stdout
     assert [s for s, _ in list_checkpoints(out)] == [2]  # the flag's max_steps won over the file's
-    gen = generator_mod.NegOptGenerator.from_pretrained(str(out))
+    from peft import PeftModel
+
+    gen = NegOptGenerator.from_pretrained(str(out))
+    assert isinstance(gen.model, PeftModel) and gen.is_seq2seq  # a LoRA adapter over the T5 given
+    assert gen.config.base_model_name_or_path == bases["seq2seq"]
     assert isinstance(gen("a red fox in snow"), str)
 
 
 def test_cli_builds_a_named_reward_from_local_models(tmp_path, pipe, bases):
     """--reward with --reward-model (offline folders) and --normalize-rewards, whose statistics reach checkpoints."""
-    pytest.importorskip("negopt.generator")
     from transformers import CLIPProcessor
 
     from tiny_clip import tiny_clip, tiny_clip_tokenizer, tiny_image_processor
