@@ -133,7 +133,7 @@ def test_missing_columns_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"'prompt', 'negative_prompt'.*has \['text', 'negative'\]"):
         load_negative_prompts(path)
     ok = datasets.Dataset.from_list([{"prompt": "a", "negative_prompt": "b"}])
-    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['likes \(for min_likes\)'\]"):
+    with pytest.raises(ValueError, match=r"min_likes=3 needs a 'likes' column"):
         load_negative_prompts(ok, min_likes=3)
 
 

@@ -44,7 +44,10 @@ class NegOptConfig:
     Args:
         model_type: ``"seq2seq"`` (T5, Flan-T5, BART) or ``"causal"`` (GPT-2 style).
         prompt_template: How a user prompt becomes the model input; must contain ``{prompt}``.
-        generation_kwargs: Defaults passed to ``model.generate``; call-time keyword arguments override them.
+        generation_kwargs: Defaults passed to ``model.generate``, over negopt's own (greedy, ``max_new_tokens=64``,
+            ``no_repeat_ngram_size=3``, ``repetition_penalty=1.2``): keys given here replace those keys only; set
+            ``no_repeat_ngram_size=0`` or ``repetition_penalty=1.0`` to turn repetition control off. Call-time keyword
+            arguments override both.
         max_input_tokens: Inputs longer than this are truncated with a warning (None: the tokenizer's limit).
         base_model_name_or_path: The base model a LoRA adapter was trained on, for the model card.
         negopt_version: The negopt version that wrote the config.
@@ -71,6 +74,9 @@ class NegOptConfig:
             )
         if not isinstance(self.generation_kwargs, dict):
             raise TypeError(f"generation_kwargs must be a dict, got {type(self.generation_kwargs).__name__}.")
+        # Given keys override the defaults; the rest (repetition control above all) stay. To turn a default off,
+        # set it to its neutral value (no_repeat_ngram_size=0, repetition_penalty=1.0).
+        self.generation_kwargs = {**DEFAULT_GENERATION_KWARGS, **self.generation_kwargs}
         if self.negopt_version is None:
             from negopt import __version__
 

@@ -286,12 +286,15 @@ def load_negative_prompts(
 
     ds, label = _load_source(source, revision=revision, cache_dir=cache_dir, token=token)
     missing = [c for c in REQUIRED_COLUMNS if c not in ds.column_names]
-    if min_likes is not None and "likes" not in ds.column_names:
-        missing.append("likes (for min_likes)")
     if missing:
         raise ValueError(
             f"source {label!r} lacks the column(s) {missing}; it has {ds.column_names}. Rename your columns to "
             "'prompt' and 'negative_prompt'."
+        )
+    if min_likes is not None and "likes" not in ds.column_names:
+        raise ValueError(
+            f"min_likes={min_likes} needs a 'likes' column, which source {label!r} lacks (it has "
+            f"{ds.column_names}). Pass min_likes=None, or add a 'likes' column."
         )
 
     summary = DataSummary(source=label, rows_in=len(ds))
