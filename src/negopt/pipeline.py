@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from negopt.text import fit_terms, join_terms, merge_negatives, split_terms
 
-__all__ = ["NegOptPipeline", "NegOptPipelineOutput", "NEGATIVE_SLOTS", "COMBINE_MODES"]
+__all__ = ["NegOptPipeline", "NegOptPipelineOutput", "NEGATIVE_SLOTS", "COMBINE_MODES", "negative_slots"]
 
 logger = logging.getLogger(__name__)
 
@@ -159,13 +159,7 @@ class NegOptPipeline:
                 f"{type(pipeline).__name__}: {pipeline!r:.200}."
             )
         parameters = inspect.signature(pipeline.__call__).parameters
-        if "negative_prompt" not in parameters:
-            raise ValueError(
-                f"{type(pipeline).__name__} cannot use a negative prompt: its __call__ has no `negative_prompt` "
-                "parameter (the pipeline is guidance-distilled or conditions on something else), so there is no slot "
-                "for NegOptPipeline to fill. Call the pipeline directly, or use a pipeline class of the same model "
-                "family that takes `negative_prompt` (for Flux, FluxPipeline with true_cfg_scale > 1)."
-            )
+        slots = negative_slots(pipeline)
         combine = _check_combine(combine)
         if negative_prompt_generator is None:
             # Imported here: the built-in generator is an optional convenience, not a dependency of the wrapper.
@@ -199,7 +193,7 @@ class NegOptPipeline:
         self.combine = combine
         self.fit_to_tokenizer = bool(fit_to_tokenizer)
         self.last_negative_prompts: list[str] | None = None
-        self.negative_slots = tuple(slot for slot in NEGATIVE_SLOTS if slot in parameters)
+        self.negative_slots = slots
         self._positional = tuple(
             name
             for name, p in parameters.items()
@@ -525,6 +519,33 @@ class NegOptPipeline:
                 "negative prompt has no effect. Pass guidance_scale > 1 (e.g. 7.5 for Stable Diffusion).",
                 stacklevel=4,
             )
+
+
+def negative_slots(pipeline: Any) -> tuple[str, ...]:
+    """The negative-prompt parameters of a diffusers pipeline's ``__call__``: the one test of "has a negative slot".
+
+    The wrapper, ``evaluate()`` and the RL trainer all decide with this function, so a pipeline that would swallow
+    ``negative_prompt`` through ``**kwargs`` (``LatentConsistencyModelPipeline``) is refused everywhere alike.
+
+    Args:
+        pipeline: A diffusers pipeline (or a ``NegOptPipeline``, whose wrapped pipeline is read).
+
+    Returns:
+        The slot names, in the order of :data:`NEGATIVE_SLOTS`; ``negative_prompt`` is always first.
+
+    Raises:
+        ValueError: The pipeline's ``__call__`` has no ``negative_prompt`` parameter.
+    """
+    inner = getattr(pipeline, "pipeline", pipeline) if isinstance(pipeline, NegOptPipeline) else pipeline
+    parameters = inspect.signature(inner.__call__).parameters
+    if "negative_prompt" not in parameters:
+        raise ValueError(
+            f"{type(inner).__name__} cannot use a negative prompt: its __call__ has no `negative_prompt` "
+            "parameter (the pipeline is guidance-distilled or conditions on something else), so there is no slot "
+            "to fill. Call the pipeline directly, or use a pipeline class of the same model "
+            "family that takes `negative_prompt` (for Flux, FluxPipeline with true_cfg_scale > 1)."
+        )
+    return tuple(slot for slot in NEGATIVE_SLOTS if slot in parameters)
 
 
 def _check_combine(combine: str) -> str:
