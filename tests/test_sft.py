@@ -294,11 +294,17 @@ class _CountSteps(TrainerCallback):
         self.steps.append(state.global_step)
 
 
-def test_sigkill_then_resume_matches_an_uninterrupted_run(base, data_file, tmp_path):
-    # LoRA dropout on and length-grouped batches: the resumed run must restore RNG states and data order exactly.
-    kw = dict(dataset=data_file, max_steps=10, lora_dropout=0.1, group_by_length=True)
-    straight = SFTTrainer(_quick(base, tmp_path / "straight", **kw)).train()
-    assert straight.global_step == 10
+def test_sigkill_then_resume_matches_an_uninterrupted_run(base, tmp_path):
+    # LoRA dropout on and length-grouped batches, killed in the second epoch: the resumed run must restore the RNG
+    # states and redraw the same data order for the epoch it resumes in. 15 training rows in batches of 4: 4 steps
+    # per epoch, so checkpoint-6 (and checkpoint-9, should the kill come late) falls inside epoch 2 (or 3).
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in _pairs(ALL[:16], pad_every=7)))
+    kw = dict(dataset=str(data), max_steps=11, save_steps=3, lora_dropout=0.1, group_by_length=True)
+    straight_trainer = SFTTrainer(_quick(base, tmp_path / "straight", **kw))
+    assert straight_trainer.train_rows == 15
+    straight = straight_trainer.train()
+    assert straight.global_step == 11
 
     killed = tmp_path / "killed"
     config = _quick(base, killed, **kw)
@@ -308,36 +314,40 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(base, data_file, tmp_p
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    ckpt4 = killed / "checkpoints" / "checkpoint-4"
+    ckpt6 = killed / "checkpoints" / "checkpoint-6"
     deadline = time.monotonic() + 120
-    while not (ckpt4 / "trainer_state.json").exists():
+    while not (ckpt6 / "trainer_state.json").exists():
         if proc.poll() is not None:
             pytest.fail(f"worker exited early: {proc.stderr.read().decode()[-3000:]}")
-        assert time.monotonic() < deadline, "checkpoint-4 never appeared"
+        assert time.monotonic() < deadline, "checkpoint-6 never appeared"
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "adapter_model.safetensors").exists()  # it did not finish
+    newest = max((killed / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    with open(newest / "trainer_state.json") as f:
+        epoch = json.load(f)["epoch"]
+    assert 1 < epoch < 11 / 4 and epoch != int(epoch), epoch  # inside the second or third epoch, not at its start
     # A checkpoint being written when the machine died: no trainer_state.json. Resume must skip it.
-    torn = killed / "checkpoints" / "checkpoint-9"
+    torn = killed / "checkpoints" / "checkpoint-10"
     torn.mkdir()
     (torn / "adapter_model.safetensors").write_bytes(b"half a file")
 
     counter = _CountSteps()
     resumed_trainer = SFTTrainer(_quick(base, killed, resume=True, **kw), callbacks=[counter])
-    with pytest.warns(UserWarning, match="checkpoint-9 is incomplete"):
+    with pytest.warns(UserWarning, match="checkpoint-10 is incomplete"):
         resumed = resumed_trainer.train()
-    assert resumed.global_step == 10
-    assert counter.steps and counter.steps[0] >= 5 and counter.steps[-1] == 10  # resumed, did not start over
-    assert (killed / "checkpoints" / "incomplete-checkpoint-9").is_dir()
+    assert resumed.global_step == 11
+    assert counter.steps and counter.steps[0] >= 7 and counter.steps[-1] == 11  # resumed, did not start over
+    assert (killed / "checkpoints" / "incomplete-checkpoint-10").is_dir()
 
     a = load_file(str(tmp_path / "straight" / "adapter_model.safetensors"))
     b = load_file(str(killed / "adapter_model.safetensors"))
     assert a.keys() == b.keys() and len(a) > 0
     for key in a:
-        assert torch.equal(a[key], b[key]), key
+        assert torch.equal(a[key], b[key]), (key, (a[key] - b[key]).abs().max())
 
 
 def test_existing_checkpoints_need_resume(base, data_file, tmp_path):

@@ -365,6 +365,31 @@ class SFTResult:
 
 def _import_trainer_classes():
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+    class _SeededLengthGroupedSampler(LengthGroupedSampler):
+        """LengthGroupedSampler whose order in an epoch depends on ``seed + epoch`` alone.
+
+        transformers' Trainer builds its training LengthGroupedSampler with no generator, so each epoch's permutation
+        is drawn from the global torch RNG at the epoch's start, a state that depends on everything the epochs before
+        consumed (dropout, the data loader's own seed). On a resume inside epoch k > 1 the Trainer creates the epoch's
+        iterator, skips the batches done and only then restores the checkpoint's RNG states: the epoch's order came
+        from a fresh process's RNG and differed from the uninterrupted run's. A generator of its own, seeded per
+        epoch as accelerate's SeedableRandomSampler does for random sampling, gives the same order in both.
+        """
+
+        def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+            super().__init__(batch_size, lengths=lengths)
+            self.seed = seed
+            self.epoch = 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self):
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            yield from get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
+            self.epoch += 1  # the next epoch's order, should nobody call set_epoch
 
     class _Collator:
         """Dynamic padding (DataCollatorForSeq2Seq) without the "length" column the sampler reads."""
@@ -378,7 +403,14 @@ def _import_trainer_classes():
             return self.inner([{k: v for k, v in f.items() if k != "length"} for f in features])
 
     class _Trainer(Seq2SeqTrainer):
-        """Seq2SeqTrainer that stops at the first non-finite training loss."""
+        """Seq2SeqTrainer that stops at the first non-finite training loss and resumes length-grouped runs exactly."""
+
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if type(sampler) is LengthGroupedSampler:
+                seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+                return _SeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
+            return sampler
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             out = super().compute_loss(
