@@ -14,6 +14,7 @@ a checkpoint on SIGTERM, a stop with a clear error on a NaN loss, and an output 
         adapter_config.json, adapter_model.safetensors   (LoRA; or config.json + model.safetensors, merged or full)
         tokenizer files, negopt_config.json
         checkpoints/checkpoint-N/                          (resumable Trainer checkpoints)
+        logs/negopt-sft/                                   (TensorBoard logs, with report_to="tensorboard")
 
 Example:
     >>> from negopt.train import SFTConfig, SFTTrainer
@@ -214,7 +215,8 @@ class SFTConfig:
         bf16: Train in bfloat16 mixed precision.
         fp16: Train in float16 mixed precision.
         gradient_checkpointing: Recompute activations in the backward pass (less memory, slower).
-        report_to: Logging integrations: ``"none"``, ``"tensorboard"``, ``"wandb"``, ``"all"`` or a list.
+        report_to: Logging integrations: ``"none"``, ``"tensorboard"`` (logs in ``output_dir/logs/negopt-sft``),
+            ``"wandb"``, ``"all"`` or a list.
         dataloader_num_workers: Worker processes of the data loader.
         resume: Continue from the newest complete checkpoint in ``output_dir/checkpoints`` (a fresh start, with a
             warning, when there is none).
@@ -951,7 +953,8 @@ class SFTTrainer:
         """Write the trained model as a generator folder: weights or adapter, tokenizer, ``negopt_config.json``.
 
         A LoRA adapter is saved as such, unless ``config.merge`` is set or the base model cannot be loaded again by
-        name (a model built in memory), in which case the merged model is saved.
+        name (a model built in memory), in which case the merged model is saved. peft's template ``README.md`` is
+        not kept; a ``README.md`` that was already in ``output_dir`` is left as it was.
         """
         from peft import PeftModel
 
