@@ -6,6 +6,7 @@ models are so small that more threads only add overhead on a shared machine.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -154,6 +155,7 @@ def test_tiny_t5_learns_the_rule_and_the_output_loads(learned, base):
     files = set(os.listdir(out))
     assert {"adapter_config.json", "adapter_model.safetensors", "negopt_config.json", "tokenizer.json"} <= files
     assert "training_args.bin" not in files and "model.safetensors" not in files
+    assert "README.md" not in files  # peft's template model card does not land in the generator folder
     assert is_complete_checkpoint(os.path.join(out, "checkpoints", "checkpoint-80"))
 
     cfg = NegOptConfig.from_json_file(os.path.join(out, "negopt_config.json"))
@@ -232,8 +234,10 @@ def test_causal_model_trains_on_negative_tokens_only(tmp_path):
     model.save_pretrained(base)
     tok.save_pretrained(base)
     out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text("my own notes\n")  # the user's own file stays as it was
     trainer = SFTTrainer(
-        _quick(str(base), out, max_steps=2),
+        _quick(str(base), out, max_steps=2, report_to="tensorboard"),
         train_dataset=datasets.Dataset.from_list(_pairs(TRAIN[:16])),
     )
     assert trainer.model_type == "causal"
@@ -251,6 +255,10 @@ def test_causal_model_trains_on_negative_tokens_only(tmp_path):
     assert cfg.model_type == "causal" and cfg.prompt_template == "Prompt: {prompt}\nNegative prompt:"
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), out)
     assert AutoTokenizer.from_pretrained(out).padding_side == "left"
+    assert (out / "README.md").read_text() == "my own notes\n"
+    # TensorBoard logs under output_dir/logs, as RL's, not inside the checkpoints folder.
+    assert list((out / "logs" / "negopt-sft").glob("events.out.tfevents.*"))
+    assert sorted(os.listdir(out / "checkpoints")) == ["checkpoint-2"]
 
 
 def test_model_objects_and_merge_when_the_base_has_no_name(tmp_path):
@@ -294,81 +302,136 @@ class _CountSteps(TrainerCallback):
         self.steps.append(state.global_step)
 
 
-def test_sigkill_then_resume_matches_an_uninterrupted_run(base, data_file, tmp_path):
-    # LoRA dropout on and length-grouped batches: the resumed run must restore RNG states and data order exactly.
-    kw = dict(dataset=data_file, max_steps=10, lora_dropout=0.1, group_by_length=True)
-    straight = SFTTrainer(_quick(base, tmp_path / "straight", **kw)).train()
-    assert straight.global_step == 10
+# 15 training rows in batches of 4 make 4 steps an epoch: checkpoints at steps 5, 6 and 9 fall inside epochs 2 and 3.
+# LoRA dropout on and length-grouped batches: a resumed run must restore the RNG states and redraw the same data
+# order for the epoch it resumes in.
+SMALL = dict(max_steps=11, save_steps=3, lora_dropout=0.1, group_by_length=True)
 
+
+@pytest.fixture(scope="module")
+def small_run(base, tmp_path_factory):
+    """An uninterrupted 11-step run over nearly three epochs: the reference the resumed runs must match exactly."""
+    tmp = tmp_path_factory.mktemp("small")
+    data = tmp / "pairs.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in _pairs(ALL[:16], pad_every=7)))
+    trainer = SFTTrainer(_quick(base, tmp / "straight", dataset=str(data), **SMALL))
+    assert trainer.train_rows == 15
+    assert trainer.train().global_step == 11
+    return {"data": str(data), "adapter": load_file(str(tmp / "straight" / "adapter_model.safetensors"))}
+
+
+def _assert_same_adapter(expected: dict, folder) -> None:
+    got = load_file(str(folder / "adapter_model.safetensors"))
+    assert expected.keys() == got.keys() and len(got) > 0
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), (key, (expected[key] - got[key]).abs().max())
+
+
+def _epoch_of(checkpoint) -> float:
+    with open(checkpoint / "trainer_state.json") as f:
+        return json.load(f)["epoch"]
+
+
+def test_sigkill_in_the_second_epoch_then_resume_matches_an_uninterrupted_run(base, small_run, tmp_path):
     killed = tmp_path / "killed"
-    config = _quick(base, killed, **kw)
+    config = _quick(base, killed, dataset=small_run["data"], **SMALL)
     proc = subprocess.Popen(
         [sys.executable, "-c", _WORKER, json.dumps(config.to_dict())],
         env=_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    ckpt4 = killed / "checkpoints" / "checkpoint-4"
+    ckpt6 = killed / "checkpoints" / "checkpoint-6"
     deadline = time.monotonic() + 120
-    while not (ckpt4 / "trainer_state.json").exists():
+    while not (ckpt6 / "trainer_state.json").exists():
         if proc.poll() is not None:
             pytest.fail(f"worker exited early: {proc.stderr.read().decode()[-3000:]}")
-        assert time.monotonic() < deadline, "checkpoint-4 never appeared"
+        assert time.monotonic() < deadline, "checkpoint-6 never appeared"
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "adapter_model.safetensors").exists()  # it did not finish
+    newest = max((killed / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    epoch = _epoch_of(newest)
+    assert 1 < epoch < 11 / 4 and epoch != int(epoch), epoch  # inside the second or third epoch, not at its start
     # A checkpoint being written when the machine died: no trainer_state.json. Resume must skip it.
-    torn = killed / "checkpoints" / "checkpoint-9"
+    torn = killed / "checkpoints" / "checkpoint-10"
     torn.mkdir()
     (torn / "adapter_model.safetensors").write_bytes(b"half a file")
 
     counter = _CountSteps()
-    resumed_trainer = SFTTrainer(_quick(base, killed, resume=True, **kw), callbacks=[counter])
-    with pytest.warns(UserWarning, match="checkpoint-9 is incomplete"):
+    resumed_trainer = SFTTrainer(
+        _quick(base, killed, dataset=small_run["data"], resume=True, **SMALL), callbacks=[counter]
+    )
+    with pytest.warns(UserWarning, match="checkpoint-10 is incomplete"):
         resumed = resumed_trainer.train()
-    assert resumed.global_step == 10
-    assert counter.steps and counter.steps[0] >= 5 and counter.steps[-1] == 10  # resumed, did not start over
-    assert (killed / "checkpoints" / "incomplete-checkpoint-9").is_dir()
-
-    a = load_file(str(tmp_path / "straight" / "adapter_model.safetensors"))
-    b = load_file(str(killed / "adapter_model.safetensors"))
-    assert a.keys() == b.keys() and len(a) > 0
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-
-
-def test_existing_checkpoints_need_resume(base, data_file, tmp_path):
-    SFTTrainer(_quick(base, tmp_path, dataset=data_file, max_steps=2)).train()
-    with pytest.raises(ValueError, match="resume"):
-        SFTTrainer(_quick(base, tmp_path, dataset=data_file, max_steps=4)).train()
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        SFTTrainer(_quick(base, tmp_path, dataset=data_file, max_steps=4, resume=str(tmp_path / "nope"))).train()
+    assert resumed.global_step == 11
+    assert counter.steps and counter.steps[0] >= 7 and counter.steps[-1] == 11  # resumed, did not start over
+    assert (killed / "checkpoints" / "incomplete-checkpoint-10").is_dir()
+    _assert_same_adapter(small_run["adapter"], killed)
 
 
 class _SendSigterm(TrainerCallback):
-    # The machine is preempted during the third step.
+    # The machine is preempted during step `at + 1`.
+    def __init__(self, at: int):
+        self.at = at
+
     def on_step_begin(self, args, state, control, **kwargs):
-        if state.global_step == 2:
+        if state.global_step == self.at:
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def test_sigterm_saves_a_checkpoint_and_stops(base, data_file, tmp_path):
+def test_sigterm_in_the_second_epoch_saves_a_checkpoint_stops_and_resumes_exactly(base, small_run, tmp_path):
     previous = signal.getsignal(signal.SIGTERM)
-    trainer = SFTTrainer(
-        _quick(base, tmp_path, dataset=data_file, max_steps=20, save_steps=10), callbacks=[_SendSigterm()]
-    )
-    result = trainer.train()
-    assert result.interrupted and result.global_step == 3 and result.output_dir is None
-    assert result.last_checkpoint == str(tmp_path / "checkpoints" / "checkpoint-3")
+    config = _quick(base, tmp_path, dataset=small_run["data"], **SMALL)
+    result = SFTTrainer(config, callbacks=[_SendSigterm(at=4)]).train()
+    assert result.interrupted and result.global_step == 5 and result.output_dir is None
+    assert result.last_checkpoint == str(tmp_path / "checkpoints" / "checkpoint-5")
     assert is_complete_checkpoint(result.last_checkpoint)
+    assert _epoch_of(tmp_path / "checkpoints" / "checkpoint-5") == 1.25
     assert not (tmp_path / "adapter_model.safetensors").exists()
     assert signal.getsignal(signal.SIGTERM) is previous  # the handler is only there during train()
 
-    resumed = SFTTrainer(_quick(base, tmp_path, dataset=data_file, max_steps=5, save_steps=10, resume=True)).train()
-    assert resumed.global_step == 5 and not resumed.interrupted
+    resumed = SFTTrainer(dataclasses.replace(config, resume=True)).train()
+    assert resumed.global_step == 11 and not resumed.interrupted
+    _assert_same_adapter(small_run["adapter"], tmp_path)
+
+
+def test_existing_checkpoints_need_resume_and_are_checked_before_loading(base, data_file, tmp_path):
+    SFTTrainer(_quick(base, tmp_path, dataset=data_file, max_steps=2)).train()
+    # A model that does not exist: the checkpoint checks must come first, before anything is loaded.
+    missing = str(tmp_path / "no-model")
+    expected = (
+        f"output_dir={str(tmp_path)!r} already holds checkpoints of an earlier run (newest: "
+        f"{tmp_path / 'checkpoints' / 'checkpoint-2'}); pass resume=True (--resume) to continue, or choose another "
+        "output_dir."
+    )
+    with pytest.raises(FileExistsError) as e:
+        SFTTrainer(_quick(missing, tmp_path, dataset=data_file, max_steps=4))
+    assert str(e.value) == expected
+    with pytest.raises(FileNotFoundError, match=r"resume_from_checkpoint='.*nope' does not exist"):
+        SFTTrainer(_quick(missing, tmp_path, dataset=data_file, resume_from_checkpoint=str(tmp_path / "nope")))
+    torn = tmp_path / "checkpoints" / "checkpoint-3"
+    torn.mkdir()
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+        SFTTrainer(_quick(missing, tmp_path, dataset=data_file, resume_from_checkpoint=str(torn)))
+
+
+def test_resume_from_a_given_checkpoint_and_the_old_string_form(base, data_file, tmp_path):
+    SFTTrainer(_quick(base, tmp_path, dataset=data_file, max_steps=4)).train()
+    ckpt2 = str(tmp_path / "checkpoints" / "checkpoint-2")
+    counter = _CountSteps()
+    trainer = SFTTrainer(
+        _quick(base, tmp_path, dataset=data_file, max_steps=4, resume_from_checkpoint=ckpt2), callbacks=[counter]
+    )
+    assert trainer.train().global_step == 4 and counter.steps == [3, 4]  # from checkpoint-2, not the newest
+    with pytest.warns(FutureWarning, match="resume_from_checkpoint"):
+        old = _quick(base, tmp_path, resume=ckpt2)
+    assert old.resume is False and old.resume_from_checkpoint == ckpt2
+    with pytest.raises(ValueError, match="two checkpoints"), pytest.warns(FutureWarning):
+        _quick(base, tmp_path, resume=ckpt2, resume_from_checkpoint=str(tmp_path / "other"))
 
 
 class _PoisonAfterStep2(TrainerCallback):
@@ -410,6 +473,45 @@ def test_config_validation():
         SFTConfig(full_finetune=True, merge=True)
     args = SFTConfig(output_dir="x", max_steps=7, training_args={"adam_beta2": 0.99}).to_training_arguments()
     assert args.max_steps == 7 and args.adam_beta2 == 0.99 and args.output_dir == os.path.join("x", "checkpoints")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"learning_rate": "1e-4"}, "learning_rate must be a float, got '1e-4' (str). Write it as a number"),
+        ({"full_finetune": "no"}, "full_finetune must be True or False, got 'no' (str)"),
+        ({"resume": "no"}, "resume must be True or False, got 'no' (str)"),
+        ({"merge": 1}, "merge must be True or False, got 1 (int)"),
+        ({"save_steps": 2.0}, "save_steps must be an int, got 2.0 (float)"),
+        ({"max_steps": "10"}, "max_steps must be an int or None, got '10' (str)"),
+        ({"batch_size": True}, "batch_size must be an int, got True (bool)"),
+        ({"lora_target_modules": ["q", 1]}, "lora_target_modules must be a str or a list of strs, got ['q', 1]"),
+        ({"resume_from_checkpoint": 3}, "resume_from_checkpoint must be a str or None, got 3 (int)"),
+        ({"training_args": ["fp16"]}, "training_args must be a dict, got ['fp16'] (list)"),
+    ],
+)
+def test_config_rejects_wrong_types(kwargs, message):
+    with pytest.raises(TypeError) as e:
+        SFTConfig(**kwargs)
+    assert str(e.value).startswith(message), str(e.value)
+
+
+def test_config_accepts_what_fits():
+    from pathlib import Path
+
+    config = SFTConfig(
+        output_dir=Path("out"), learning_rate=1, num_epochs=2, lora_alpha=8.5, lora_target_modules=("q", "v")
+    )
+    assert config.output_dir == "out" and config.lora_target_modules == ["q", "v"]
+    assert config.to_training_arguments().learning_rate == 1
+
+
+def test_output_dir_that_is_a_file_fails_before_loading(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    # Neither the model nor the data exist: the output_dir check must come first.
+    with pytest.raises(NotADirectoryError, match=r"output_dir='.*taken'.* is a file, not a folder"):
+        SFTTrainer(_quick(str(tmp_path / "no-model"), taken, dataset=str(tmp_path / "no-data.jsonl")))
 
 
 def test_unknown_model_type_and_bad_models(tmp_path, data_file):

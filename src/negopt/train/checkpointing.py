@@ -165,3 +165,17 @@ class SigtermCheckpointCallback(SigtermFlag, TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+def check_output_dir(output_dir: str | os.PathLike) -> None:
+    """Raise :class:`NotADirectoryError` when ``output_dir`` or its ``checkpoints`` entry exists but is not a folder.
+
+    Meant to run before a trainer loads anything, so that a path typo costs seconds, not a model download.
+    """
+    output_dir = os.fspath(output_dir)
+    for path in (output_dir, os.path.join(output_dir, CHECKPOINTS_DIR)):
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise NotADirectoryError(
+                f"output_dir={output_dir!r}: {path!r} exists and is a file, not a folder; choose another output_dir "
+                "(or move the file)."
+            )

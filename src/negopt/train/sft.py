@@ -14,6 +14,7 @@ a checkpoint on SIGTERM, a stop with a clear error on a NaN loss, and an output 
         adapter_config.json, adapter_model.safetensors   (LoRA; or config.json + model.safetensors, merged or full)
         tokenizer files, negopt_config.json
         checkpoints/checkpoint-N/                          (resumable Trainer checkpoints)
+        logs/negopt-sft/                                   (TensorBoard logs, with report_to="tensorboard")
 
 Example:
     >>> from negopt.train import SFTConfig, SFTTrainer
@@ -30,6 +31,8 @@ import math
 import os
 import re
 import time
+import types
+import typing
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -41,8 +44,10 @@ from negopt.train.checkpointing import (
     CHECKPOINTS_DIR,
     SigtermCheckpointCallback,
     check_loss,
+    check_output_dir,
     is_complete_checkpoint,
     last_checkpoint,
+    numbered_folders,
 )
 from negopt.train.lora import DEFAULT_TARGET_MODULES, add_lora
 
@@ -51,6 +56,7 @@ __all__ = ["SFTConfig", "SFTResult", "SFTTrainer", "rouge_l"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "google-t5/t5-small"
+LOGS_DIR = "logs"  # under output_dir, as for RL
 _MODEL_TYPES = ("seq2seq", "causal")
 _WORD = re.compile(r"[^\s,]+")
 
@@ -94,6 +100,67 @@ def rouge_l(prediction: str, reference: str) -> float:
         return 0.0
     precision, recall = lcs / len(a), lcs / len(b)
     return 2 * precision * recall / (precision + recall)
+
+
+# Strings that mean a yes/no, not a checkpoint folder: resume="no" must never resume from a folder named "no".
+_BOOL_WORDS = {"", "true", "false", "yes", "no", "on", "off", "y", "n", "1", "0", "none", "null"}
+
+
+def _type_matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits a field's annotation (an int fits ``float``, a bool fits nothing but ``bool``)."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_matches(value, arg) for arg in typing.get_args(hint))
+    if origin is Literal:
+        return isinstance(value, str)  # which strings are allowed is the field's own check
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_type_matches(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(hint))
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "None"
+    if origin is list:
+        return f"a list of {getattr(typing.get_args(hint)[0], '__name__', 'value')}s"
+    if hint is bool:
+        return "True or False"
+    return {int: "an int", float: "a float", str: "a str", dict: "a dict"}.get(origin or hint, str(hint))
+
+
+def _check_types(config) -> None:
+    """Raise a TypeError naming the field, the value and the type expected, for the first field that does not fit."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, hint = getattr(config, f.name), hints[f.name]
+        if _type_matches(value, hint):
+            continue
+        fix = ""
+        if isinstance(value, str) and _type_matches(0.5, hint):
+            fix = " Write it as a number, not a string (in YAML, write 1e-4 as 1.0e-4: PyYAML reads 1e-4 as a string)."
+        elif isinstance(value, str) and _type_matches(1, hint):
+            fix = " Write it as a number, not a string."
+        elif isinstance(value, str) and hint is bool:
+            fix = " Write it as a bool, not a string (in YAML, true or false without quotes)."
+        raise TypeError(f"{f.name} must be {_describe(hint)}, got {value!r} ({type(value).__name__}).{fix}")
 
 
 @dataclass
@@ -148,15 +215,22 @@ class SFTConfig:
         bf16: Train in bfloat16 mixed precision.
         fp16: Train in float16 mixed precision.
         gradient_checkpointing: Recompute activations in the backward pass (less memory, slower).
-        report_to: Logging integrations: ``"none"``, ``"tensorboard"``, ``"wandb"``, ``"all"`` or a list.
+        report_to: Logging integrations: ``"none"``, ``"tensorboard"`` (logs in ``output_dir/logs/negopt-sft``),
+            ``"wandb"``, ``"all"`` or a list.
         dataloader_num_workers: Worker processes of the data loader.
-        resume: Resume from the newest complete checkpoint in ``output_dir/checkpoints`` (True; starts afresh with
-            a warning when there is none) or from the checkpoint folder given.
+        resume: Continue from the newest complete checkpoint in ``output_dir/checkpoints`` (a fresh start, with a
+            warning, when there is none).
+        resume_from_checkpoint: Continue from this checkpoint folder (a ``checkpoint-N`` folder of an earlier run).
         use_safetensors: Load the base model from safetensors only; set False to allow pickle files.
         trust_remote_code: Allow a hub model's own code to run.
         disable_tqdm: Hide the progress bar.
         training_args: Further ``Seq2SeqTrainingArguments`` by name (e.g. ``{"deepspeed": "ds.json"}``), for
             what this config has no key for.
+
+    Raises:
+        TypeError: A value of the wrong type (``learning_rate="1e-4"``, ``full_finetune="no"``); the message names
+            the field, the value and the type expected. An int is accepted where a float is expected.
+        ValueError: A value out of range, or settings that contradict each other.
     """
 
     model: str = DEFAULT_MODEL
@@ -178,7 +252,7 @@ class SFTConfig:
     output_dir: str = "negopt-sft"
     full_finetune: bool = False
     lora_r: int = 16
-    lora_alpha: int = 32
+    lora_alpha: float = 32
     lora_dropout: float = 0.05
     lora_target_modules: str | list[str] = DEFAULT_TARGET_MODULES
     merge: bool = False
@@ -205,13 +279,36 @@ class SFTConfig:
     gradient_checkpointing: bool = False
     report_to: str | list[str] = "none"
     dataloader_num_workers: int = 0
-    resume: bool | str = False
+    resume: bool = False
+    resume_from_checkpoint: str | None = None
     use_safetensors: bool = True
     trust_remote_code: bool = False
     disable_tqdm: bool = False
     training_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.resume, (str, os.PathLike)) and str(self.resume).strip().lower() not in _BOOL_WORDS:
+            warnings.warn(
+                f"resume={os.fspath(self.resume)!r}: a checkpoint folder given to resume is deprecated and will stop "
+                "working in the next release; pass it as resume_from_checkpoint (--resume-from-checkpoint).",
+                FutureWarning,
+                stacklevel=3,
+            )
+            path = os.fspath(self.resume)
+            if self.resume_from_checkpoint is not None and os.fspath(self.resume_from_checkpoint) != path:
+                raise ValueError(
+                    f"resume={path!r} and resume_from_checkpoint={self.resume_from_checkpoint!r} name two "
+                    "checkpoints; pass the one to continue from as resume_from_checkpoint."
+                )
+            self.resume, self.resume_from_checkpoint = False, path
+        for name in ("model", "dataset", "output_dir", "resume_from_checkpoint"):
+            if isinstance(getattr(self, name), os.PathLike):
+                setattr(self, name, os.fspath(getattr(self, name)))
+        if isinstance(self.lora_target_modules, tuple):
+            self.lora_target_modules = list(self.lora_target_modules)
+        if isinstance(self.report_to, tuple):
+            self.report_to = list(self.report_to)
+        _check_types(self)
         if self.model_type is not None and self.model_type not in _MODEL_TYPES:
             raise ValueError(f"model_type must be 'seq2seq', 'causal' or None (infer), got {self.model_type!r}.")
         if self.prompt_template is not None and "{prompt}" not in self.prompt_template:
@@ -252,10 +349,10 @@ class SFTConfig:
             raise ValueError("bf16 and fp16 are both set; pick one.")
         if self.full_finetune and self.merge:
             raise ValueError("merge only applies to a LoRA run; a full fine-tune already saves plain weights.")
-        if not isinstance(self.output_dir, (str, os.PathLike)) or not str(self.output_dir):
+        if not self.output_dir:
             raise ValueError(f"output_dir must be a folder path, got {self.output_dir!r}.")
-        if not isinstance(self.training_args, dict):
-            raise TypeError(f"training_args must be a dict, got {type(self.training_args).__name__}.")
+        if self.resume_from_checkpoint == "":
+            raise ValueError("resume_from_checkpoint is empty; pass a checkpoint folder, or None.")
         clash = sorted(set(self.training_args) & _MANAGED_ARGS)
         if clash:
             raise ValueError(
@@ -365,6 +462,31 @@ class SFTResult:
 
 def _import_trainer_classes():
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+    class _SeededLengthGroupedSampler(LengthGroupedSampler):
+        """LengthGroupedSampler whose order in an epoch depends on ``seed + epoch`` alone.
+
+        transformers' Trainer builds its training LengthGroupedSampler with no generator, so each epoch's permutation
+        is drawn from the global torch RNG at the epoch's start, a state that depends on everything the epochs before
+        consumed (dropout, the data loader's own seed). On a resume inside epoch k > 1 the Trainer creates the epoch's
+        iterator, skips the batches done and only then restores the checkpoint's RNG states: the epoch's order came
+        from a fresh process's RNG and differed from the uninterrupted run's. A generator of its own, seeded per
+        epoch as accelerate's SeedableRandomSampler does for random sampling, gives the same order in both.
+        """
+
+        def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+            super().__init__(batch_size, lengths=lengths)
+            self.seed = seed
+            self.epoch = 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self):
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            yield from get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
+            self.epoch += 1  # the next epoch's order, should nobody call set_epoch
 
     class _Collator:
         """Dynamic padding (DataCollatorForSeq2Seq) without the "length" column the sampler reads."""
@@ -378,7 +500,14 @@ def _import_trainer_classes():
             return self.inner([{k: v for k, v in f.items() if k != "length"} for f in features])
 
     class _Trainer(Seq2SeqTrainer):
-        """Seq2SeqTrainer that stops at the first non-finite training loss."""
+        """Seq2SeqTrainer that stops at the first non-finite training loss and resumes length-grouped runs exactly."""
+
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if type(sampler) is LengthGroupedSampler:
+                seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+                return _SeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
+            return sampler
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             out = super().compute_loss(
@@ -478,6 +607,9 @@ class SFTTrainer:
         self.config = config = config if config is not None else SFTConfig()
         if not isinstance(config, SFTConfig):
             raise TypeError(f"config must be an SFTConfig, got {type(config).__name__}.")
+        # Before any loading: a wrong output_dir or checkpoint should cost seconds, not a download.
+        check_output_dir(config.output_dir)
+        self._check_resume_settings()
         from transformers import set_seed
 
         # Before the adapter is created: its initial weights come from this seed.
@@ -512,11 +644,24 @@ class SFTTrainer:
             compute_metrics=self._compute_metrics if config.compute_rouge else None,
             callbacks=[self._sigterm, *(callbacks or [])],
         )
+        self._log_to_output_dir()
         if self.trainer.model_accepts_loss_kwargs and not _uses_item_count(self.model):
             # T5, BART and others take **kwargs but average their loss themselves, ignoring num_items_in_batch.
             # The Trainer would then multiply the loss by the number of processes (and skip the division by the
             # accumulation steps): eval_loss came out 2x under torchrun with 2 processes. Their own mean is right.
             self.trainer.model_accepts_loss_kwargs = False
+
+    def _log_to_output_dir(self) -> None:
+        """TensorBoard logs go to ``output_dir/logs/negopt-sft``, as RL's go to ``output_dir/logs/negopt-rl``.
+
+        The Trainer's own default is ``<its output_dir>/runs/<time>_<host>``, which here would be inside
+        ``checkpoints``. ``TENSORBOARD_LOGGING_DIR``, when set, still wins.
+        """
+        from transformers.integrations import TensorBoardCallback
+
+        for callback in self.trainer.callback_handler.callbacks:
+            if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+                callback.logging_dir = os.path.join(os.fspath(self.config.output_dir), LOGS_DIR, "negopt-sft")
 
     # ------------------------------------------------------------------------------------------------ building
     def _build_model(self, model, tokenizer):
@@ -696,40 +841,52 @@ class SFTTrainer:
         return {"rouge_l": float(sum(scores) / max(len(scores), 1))}
 
     # ------------------------------------------------------------------------------------------------ training
+    def _check_resume_settings(self) -> None:
+        """The checks of :meth:`_resume_checkpoint` that need no Trainer, run before anything is loaded."""
+        cfg = self.config
+        if cfg.resume_from_checkpoint is not None:
+            path = cfg.resume_from_checkpoint
+            if not os.path.isdir(path):
+                raise FileNotFoundError(
+                    f"resume_from_checkpoint={path!r} does not exist; pass a checkpoint-N folder under "
+                    f"{cfg.checkpoints_dir}, or resume=True for the newest complete one."
+                )
+            if not is_complete_checkpoint(path):
+                raise FileNotFoundError(
+                    f"resume_from_checkpoint={path!r} is not a complete checkpoint (no trainer_state.json: it was "
+                    "still being written when the run stopped); pass resume=True for the newest complete one."
+                )
+        elif not cfg.resume:
+            earlier = numbered_folders(cfg.checkpoints_dir, "checkpoint-")
+            if earlier:
+                # The Trainer's rotation sorts by step: an earlier run's checkpoint-500 would outlive this run's 50.
+                raise FileExistsError(
+                    f"output_dir={os.fspath(cfg.output_dir)!r} already holds checkpoints of an earlier run (newest: "
+                    f"{earlier[-1][1]}); pass resume=True (--resume) to continue, or choose another output_dir."
+                )
+
     def _resume_checkpoint(self) -> str | None:
         cfg = self.config
+        self._check_resume_settings()
+        if cfg.resume_from_checkpoint is not None:
+            return cfg.resume_from_checkpoint
+        if not cfg.resume:
+            return None
         ckpt_dir = cfg.checkpoints_dir
-        if cfg.resume is True:
-            # Only the main process moves an incomplete checkpoint aside; the others look once it has.
-            if self.is_main_process:
-                last_checkpoint(ckpt_dir)
-            self.trainer.accelerator.wait_for_everyone()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                found = last_checkpoint(ckpt_dir, set_aside_incomplete=False)
-            if found is None:
-                warnings.warn(
-                    f"resume is set but {ckpt_dir} has no complete checkpoint; training starts from the beginning.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-            return found
-        if cfg.resume:
-            path = os.fspath(cfg.resume)
-            if not os.path.isdir(path):
-                raise FileNotFoundError(f"resume checkpoint {path!r} does not exist.")
-            if not is_complete_checkpoint(path):
-                raise ValueError(
-                    f"resume checkpoint {path!r} is incomplete (no trainer_state.json); pass resume=True to take the "
-                    "newest complete one."
-                )
-            return path
-        if last_checkpoint(ckpt_dir, set_aside_incomplete=False) is not None:
-            raise ValueError(
-                f"{ckpt_dir} already holds checkpoints of an earlier run; pass resume=True (--resume) to continue it, "
-                "or choose another output_dir."
+        # Only the main process moves an incomplete checkpoint aside; the others look once it has.
+        if self.is_main_process:
+            last_checkpoint(ckpt_dir)
+        self.trainer.accelerator.wait_for_everyone()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = last_checkpoint(ckpt_dir, set_aside_incomplete=False)
+        if found is None:
+            warnings.warn(
+                f"resume is set but {ckpt_dir} has no complete checkpoint; training starts from the beginning.",
+                UserWarning,
+                stacklevel=3,
             )
-        return None
+        return found
 
     def train(self) -> SFTResult:
         """Train, then save the generator to ``config.output_dir``.
@@ -742,6 +899,8 @@ class SFTTrainer:
         Raises:
             NonFiniteLossError: The training loss became NaN or infinite (the message names the step and the last
                 good checkpoint, which is kept).
+            FileExistsError: ``output_dir`` holds checkpoints of an earlier run and this run does not resume.
+            FileNotFoundError: ``resume_from_checkpoint`` does not exist or is incomplete.
         """
         cfg, trainer = self.config, self.trainer
         start = time.perf_counter()
@@ -794,7 +953,8 @@ class SFTTrainer:
         """Write the trained model as a generator folder: weights or adapter, tokenizer, ``negopt_config.json``.
 
         A LoRA adapter is saved as such, unless ``config.merge`` is set or the base model cannot be loaded again by
-        name (a model built in memory), in which case the merged model is saved.
+        name (a model built in memory), in which case the merged model is saved. peft's template ``README.md`` is
+        not kept; a ``README.md`` that was already in ``output_dir`` is left as it was.
         """
         from peft import PeftModel
 
@@ -809,6 +969,9 @@ class SFTTrainer:
                 stacklevel=2,
             )
         trainer.accelerator.wait_for_everyone()
+        # peft writes its template model card (README.md) beside an adapter; it is not ours, so it does not stay.
+        readme = os.path.join(output_dir, "README.md")
+        readme_before = _read_bytes(readme) if self.is_main_process else None
         if merge:
             if self.is_main_process:
                 merged = trainer.accelerator.unwrap_model(model).merge_and_unload()
@@ -822,6 +985,12 @@ class SFTTrainer:
             args_file = os.path.join(output_dir, "training_args.bin")
             if os.path.exists(args_file):
                 os.remove(args_file)
+            if readme_before is None:
+                if os.path.exists(readme):
+                    os.remove(readme)
+            elif _read_bytes(readme) != readme_before:
+                with open(readme, "wb") as f:  # a README.md of the user's own, as it was
+                    f.write(readme_before)
             tokenizer = self.tokenizer
             if self.model_type == "causal":
                 tokenizer = copy.deepcopy(tokenizer)
@@ -838,6 +1007,14 @@ def _has_accelerator() -> bool:
     mps = getattr(torch.backends, "mps", None)
     xpu = getattr(torch, "xpu", None)
     return bool((mps is not None and mps.is_available()) or (xpu is not None and xpu.is_available()))
+
+
+def _read_bytes(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
 
 
 def _finite_or_none(x):
