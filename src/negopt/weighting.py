@@ -208,7 +208,8 @@ def _encode_rows(
         if clip_skip is None:
             return encoder(rows, attention_mask=mask)[0], None
         out = encoder(rows, attention_mask=mask, output_hidden_states=True)
-        return encoder.text_model.final_layer_norm(out.hidden_states[-(clip_skip + 1)]), None
+        final_layer_norm = getattr(encoder, "text_model", encoder).final_layer_norm  # transformers 5 has no text_model
+        return final_layer_norm(out.hidden_states[-(clip_skip + 1)]), None
     out = encoder(rows, output_hidden_states=True)
     pooled = out[0] if out[0].ndim == 2 else None
     return out.hidden_states[-2 if clip_skip is None else -(clip_skip + 2)], pooled
@@ -216,9 +217,13 @@ def _encode_rows(
 
 def _emphasis(z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """A1111's "Original" emphasis for one chunk per row: ``z * w``, rescaled to the unweighted mean, per row."""
+    import torch
+
     original_mean = z.mean(dim=(1, 2), keepdim=True)
     z = z * weights[..., None]
-    return z * (original_mean / z.mean(dim=(1, 2), keepdim=True))
+    new_mean = z.mean(dim=(1, 2), keepdim=True)
+    # A mean of exactly 0 (a final LayerNorm without bias) would make A1111's ratio 0/0: leave such a row unscaled.
+    return z * torch.where(new_mean == 0, torch.ones_like(new_mean), original_mean / new_mean)
 
 
 def encode_a1111(
