@@ -641,9 +641,12 @@ class NegOptPipeline:
                 kept.append(term)
             if len(kept) < len(users):
                 rest = users[len(kept) :]
-                if not kept:  # one user term alone is over the limit: keep the words of it that fit
-                    head, tail = _cut_words(rest[0], exact_excess)
-                    kept = [head]
+                if excess(rest[0]) > 0:  # a user term that could never fit whole: keep the words of it that fit
+                    before = join_terms(kept)
+                    head, tail = _cut_words(
+                        rest[0], lambda h: exact_excess(f"{before}, {h}" if before else h), keep_one=not kept
+                    )
+                    kept = [*kept, head] if head else kept
                     rest = ([tail] if tail else []) + rest[1:]
                 return kept, join_terms(rest), []
             prefix = join_terms(kept)
@@ -774,13 +777,14 @@ def _has_multi_vector_embedding(tokenizer: Any) -> bool:
     return any(f"{t}_1" in added for t in added)
 
 
-def _cut_words(text: str, excess: Callable[[str], int]) -> tuple[str, str]:
+def _cut_words(text: str, excess: Callable[[str], int], keep_one: bool) -> tuple[str, str]:
     """Split ``text`` at the last word boundary where its head still fits (``excess(head) <= 0``): ``(head, tail)``.
 
-    A first word that alone does not fit is kept whole (diffusers then cuts it at its limit).
+    With ``keep_one``, a first word that alone does not fit is kept whole (diffusers then cuts it at its limit), so
+    that the user's negative is never sent empty.
     """
     words = text.split(" ")
-    lo, hi = 1, len(words)  # the head of `lo` words is kept even if it does not fit
+    lo, hi = (1 if keep_one else 0), len(words)  # the head of `lo` words is kept
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if excess(" ".join(words[:mid])) <= 0:
