@@ -278,20 +278,32 @@ def encode_a1111(
     for g in range(len(groups)):
         hidden, pooled = [], None
         for (tokenizer, encoder, _), per_group in zip(encoders, chunked):
+            texts_chunks = per_group[g]
             rows, weights = [], []
-            for chunks in per_group[g]:
-                for ids, w in chunks + [([], [])] * (n_chunks - len(chunks)):
+            for chunks in texts_chunks:
+                for ids, w in chunks:
                     row, row_weights = _chunk_ids(tokenizer, ids, w)
                     rows.append(row)
                     weights.append(row_weights)
+            padding = any(len(c) < n_chunks for c in texts_chunks)
+            if padding:  # the empty prompt's chunk, encoded once and repeated where a text is short
+                row, row_weights = _chunk_ids(tokenizer, [], [])
+                rows.append(row)
+                weights.append(row_weights)
             with torch.no_grad():
                 z, pool = _encode_rows(family, encoder, torch.tensor(rows, dtype=torch.long), clip_skip)
                 weights_t = torch.tensor(weights, dtype=z.dtype, device=z.device)
                 if bool((weights_t != 1).any()):
                     z = _emphasis(z, weights_t)
-            hidden.append(z.reshape(len(per_group[g]), n_chunks * z.shape[1], z.shape[2]))
+            per_text, first_rows, start = [], [], 0
+            for chunks in texts_chunks:
+                parts = [z[start : start + len(chunks)]] + [z[-1:]] * (n_chunks - len(chunks))
+                per_text.append(torch.cat(parts).reshape(1, -1, z.shape[2]))
+                first_rows.append(start)
+                start += len(chunks)
+            hidden.append(torch.cat(per_text))
             if pool is not None and pooled is None:
-                pooled = pool.reshape(len(per_group[g]), n_chunks, -1)[:, 0]
+                pooled = pool[first_rows]
         if family == "sdxl" and pooled is None:
             raise ValueError(
                 f"{type(pipeline).__name__} has no text encoder with a pooled output (text_encoder_2 is "
