@@ -1,6 +1,6 @@
 """What NegOptPipeline costs per call, against the pipeline's own time, measured in one process.
 
-Two parts:
+Three parts:
 
 1. The wrapper's own cost: ``NegOptPipeline._prepare`` (everything the wrapper does besides calling the generator
    and the pipeline: argument checks, merging with the user's negative, one batched token count per tokenizer, the
@@ -29,7 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from negopt.pipeline import NegOptPipeline  # noqa: E402
-from tiny_pipelines import sd15_shaped, tiny_sd, tiny_sd3  # noqa: E402
+from negopt.weighting import encode_a1111  # noqa: E402
+from tiny_pipelines import _clip_config, sd15_shaped, tiny_sd, tiny_sd3, tiny_sdxl  # noqa: E402
 
 PROMPTS = [
     "a portrait photo of an old fisherman, 85mm, bokeh",
@@ -167,6 +168,63 @@ def generation_table(size: int, steps: int, batch: int, sd15: bool) -> None:
         print(f"| {name} ({px}x{px}) | {call_s:.3f} | {builtin_cells} | {t5_s * 1e3:.1f} | {t5_s / call_s:.1%} |")
 
 
+def sd_with_clip_l_text_encoder():
+    """A tiny SD whose text encoder has SD 1.5's shape (CLIP ViT-L/14 text, random weights): only encoding is timed."""
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTextModel
+
+    tiny = tiny_sd()
+    torch.manual_seed(0)
+    config = _clip_config(
+        tiny.tokenizer,
+        hidden_size=768,
+        projection_dim=768,
+        intermediate_size=3072,
+        num_attention_heads=12,
+        num_hidden_layers=12,
+        vocab_size=49408,
+        hidden_act="quick_gelu",
+    )
+    return StableDiffusionPipeline(**{**tiny.components, "text_encoder": CLIPTextModel(config).eval()})
+
+
+def weighting_cost(repeats: int) -> None:
+    print('\n## prompt_weighting="a1111": encoding a prompt and its negative, against the pipeline\'s encode_prompt\n')
+    print("| pipeline | case | chunks | encode_prompt (ms) | encode_a1111 (ms) | a1111 / encode_prompt |")
+    print("|---|---|---|---|---|---|")
+    prompt = PROMPTS[0]
+    negative = "worst quality, low quality, blurry, watermark"
+    weighted_prompt = "a portrait photo of an (old fisherman:1.3), 85mm, [bokeh]"
+    weighted_negative = "(worst quality:1.4), ((blurry)), watermark"
+    long_negative = ", ".join(f"negative term {i:02d}" for i in range(12))  # over 150 byte-level tokens: 3 chunks
+    builders = [
+        ("tiny SD", tiny_sd),
+        ("tiny SDXL", tiny_sdxl),
+        ("SD with SD 1.5's text encoder", sd_with_clip_l_text_encoder),
+    ]
+    for name, builder in builders:
+        pipe = builder()
+        cases = [
+            ("one chunk, no weights", prompt, negative),
+            ("one chunk, weighted", weighted_prompt, weighted_negative),
+            ("negative of 3 chunks (diffusers: cut to 1)", prompt, long_negative),
+        ]
+        for case, p, n in cases:
+            with torch.inference_mode():
+                base = partial(
+                    pipe.encode_prompt,
+                    prompt=p,
+                    device="cpu",
+                    num_images_per_prompt=1,
+                    do_classifier_free_guidance=True,
+                    negative_prompt=n,
+                )
+                base_s = median_of(base, repeats)
+                ours_s = median_of(partial(encode_a1111, pipe, [[p], [n]]), repeats)
+                chunks = encode_a1111(pipe, [[p], [n]])[1][0].shape[1] // 77
+            print(f"| {name} | {case} | {chunks} | {base_s * 1e3:.2f} | {ours_s * 1e3:.2f} | {ours_s / base_s:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512, help="image side for the SD-1.5-shaped pipeline")
@@ -177,12 +235,17 @@ def main() -> None:
         "--threads", type=int, default=None, help="torch threads (1 is steadier on a CPU shared with other work)"
     )
     parser.add_argument("--no-sd15", action="store_true", help="skip the SD-1.5-shaped pipeline (slow on a CPU)")
+    parser.add_argument(
+        "--weighting-only", action="store_true", help="only part 3, prompt_weighting='a1111' against encode_prompt"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(machine())
-    wrapper_cost(args.repeats)
-    generation_table(args.size, args.steps, args.batch, not args.no_sd15)
+    if not args.weighting_only:
+        wrapper_cost(args.repeats)
+        generation_table(args.size, args.steps, args.batch, not args.no_sd15)
+    weighting_cost(max(5, args.repeats // 10))
 
 
 if __name__ == "__main__":

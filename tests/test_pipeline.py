@@ -126,6 +126,17 @@ def test_same_images_as_the_bare_pipeline_with_the_same_negatives(pipes, family)
     assert np.abs(np.asarray(out.images) - np.asarray(without.images)).max() > 1e-6
 
 
+@pytest.mark.parametrize("family", ["sd", "sdxl", "sd3"])
+@pytest.mark.parametrize("prompt", [PROMPTS[0], PROMPTS])
+def test_the_documented_bare_pipeline_recipe(pipes, family, prompt):
+    # docs/guides/pipeline.md, "Same images from the bare pipeline", as written there.
+    pipe = NegOptPipeline(pipes(family), words_negative)
+    out = pipe(prompt, **call_args(family, 2))  # call_args: a seeded torch.Generator, 2 steps, 32x32
+    again = pipe.pipeline(prompt, negative_prompt=out.negative_prompt, **call_args(family, 2))
+    assert_same_images(out.images, again.images)
+    assert out.negative_prompts == words_negative([prompt] if isinstance(prompt, str) else prompt)
+
+
 @pytest.mark.parametrize("family", list(BUILDERS))
 def test_every_negative_slot_gets_the_negative(pipes, family):
     pipe = NegOptPipeline(pipes(family), words_negative)
@@ -298,6 +309,33 @@ def test_negative_over_the_clip_limit_is_trimmed_to_whole_terms(pipes):
             prompt=PROMPTS[0], negative_prompt=", ".join(user_terms), **call_args("sd", 1)
         )
     assert our_warnings(record) == [] and split_terms(out.negative_prompts[0])[:12] == user_terms
+
+
+@pytest.mark.parametrize("combine", ["user", "merge"])
+def test_a_long_user_negative_without_commas_is_cut_at_a_word_boundary_not_dropped(pipes, combine):
+    tokenizer = pipes("sd").tokenizer
+    pipe = NegOptPipeline(pipes("sd"), words_negative, combine=combine)
+    user = " ".join(f"word{i}" for i in range(30))  # one term of about 170 tokens
+    with pytest.warns(UserWarning, match="token limit") as record:
+        _, negatives = pipe._prepare({"prompt": PROMPTS[0], "negative_prompt": user})
+    sent = negatives[0]
+    assert sent and user.startswith(sent + " ")  # the user's words, in order, up to a word boundary
+    assert len(tokenizer(sent)["input_ids"]) <= 77
+    next_word = user[len(sent) + 1 :].split(" ")[0]
+    assert len(tokenizer(f"{sent} {next_word}")["input_ids"]) > 77  # as many words as fit
+    assert "blurry" not in sent  # no generated term pushed the user's text out
+    message = str(record[0].message)
+    assert repr(user[len(sent) + 1 :]) in message  # the warning shows exactly what was cut
+
+
+def test_a_user_term_that_can_never_fit_is_cut_after_the_ones_that_do(pipes):
+    pipe = NegOptPipeline(pipes("sd"), words_negative, combine="user")
+    long_term = " ".join(f"word{i}" for i in range(30))
+    with pytest.warns(UserWarning, match="token limit"):
+        _, negatives = pipe._prepare({"prompt": PROMPTS[0], "negative_prompt": f"lowres, {long_term}, jpeg"})
+    sent = negatives[0]
+    assert sent.startswith("lowres, word0 word1") and f"lowres, {long_term}".startswith(sent)
+    assert len(pipes("sd").tokenizer(sent)["input_ids"]) <= 77
 
 
 def test_trimming_keeps_bracketed_terms_whole(pipes):

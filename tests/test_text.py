@@ -8,6 +8,7 @@ from negopt.text import (
     fit_terms,
     join_terms,
     merge_negatives,
+    parse_attention,
     split_terms,
     strip_echo,
     strip_weights,
@@ -180,3 +181,55 @@ def test_fit_terms_counts_the_joined_text():
 def test_fit_terms_zero_budget_and_empty_input():
     assert fit_terms(["a", "b"], 0, _words) == ([], ["a", "b"])
     assert fit_terms([], 10, _words) == ([], [])
+
+
+# ------------------------------------------------------------------------------------------------- parse_attention
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain text, no syntax", [("plain text, no syntax", 1.0)]),
+        ("(cat:1.5) dog", [("cat", 1.5), (" dog", 1.0)]),
+        ("(x)", [("x", 1.1)]),
+        ("((x))", [("x", 1.1 * 1.1)]),
+        ("[x]", [("x", 1 / 1.1)]),
+        ("[[x]]", [("x", 1 / 1.1 / 1.1)]),
+        ("((a) b:1.2)", [("a", 1.1 * 1.2), (" b", 1.2)]),  # nested: the weights multiply
+        ("(worst quality:1.4), ((blurry))", [("worst quality", 1.4), (", ", 1.0), ("blurry", 1.1 * 1.1)]),
+        ("(x: 1.3 )", [("x", 1.3)]),
+        ("\\(literal\\) \\[too\\]", [("(literal) [too]", 1.0)]),
+        ("a:b c", [("a:b c", 1.0)]),  # a colon outside brackets is text
+        ("(style: anime art)", [("style: anime art", 1.1)]),  # not a ':word)' closer: text, as A1111
+        ("(x:0)", [("x", 0.0)]),
+        ("red BREAK sky", [("red", 1.0), ("BREAK", -1.0), ("sky", 1.0)]),
+        ("BREAK", [("BREAK", -1.0)]),
+        ("breakfast, BREAKING", [("breakfast, BREAKING", 1.0)]),  # only the word BREAK
+        ("", [("", 1.0)]),
+    ],
+)
+def test_parse_attention(text, expected):
+    got = parse_attention(text)
+    assert [t for t, _ in got] == [t for t, _ in expected]
+    assert [w for _, w in got] == pytest.approx([w for _, w in expected])
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("(x:high)", r"The weight 'high' in '\(x:high\)' is not a finite number"),
+        ("(x:1.2.3)", r"The weight '1.2.3' .* is not a finite number"),
+        ("(x:nan)", r"The weight 'nan' .* is not a finite number"),
+        ("(x:inf)", r"The weight 'inf' .* is not a finite number"),
+        ("(x:)", r"The weight '' .* is not a finite number"),
+        ("(x:-0.5)", r"The weight '-0.5' .* is negative"),
+    ],
+)
+def test_parse_attention_refuses_bad_weights(text, match):
+    with pytest.raises(ValueError, match=match):
+        parse_attention(text)
+
+
+def test_parse_attention_unbalanced_brackets_follow_a1111_with_a_warning():
+    with pytest.warns(UserWarning, match=r"1 unclosed '\(' \(applied to the rest of the text\)"):
+        assert parse_attention("a (b, c") == [("a ", 1.0), ("b, c", pytest.approx(1.1))]
+    with pytest.warns(UserWarning, match=r"1 unmatched '\]' \(read as text\)"):
+        assert parse_attention("a] b") == [("a] b", 1.0)]

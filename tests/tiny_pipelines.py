@@ -17,6 +17,7 @@ from tiny_clip import tiny_clip_tokenizer
 
 __all__ = [
     "tiny_sd",
+    "tiny_sd_ln_bias",
     "save_tiny_sd",
     "tiny_sd_img2img",
     "tiny_sd_inpaint",
@@ -167,6 +168,22 @@ def tiny_sd(seed: int = 0):
     from diffusers import StableDiffusionPipeline
 
     return _ready(StableDiffusionPipeline(**_sd_components(seed)))
+
+
+def tiny_sd_ln_bias(seed: int = 0):
+    """:func:`tiny_sd` whose text encoder's final LayerNorm has a random bias and scale, as a trained CLIP's has.
+
+    A freshly initialised LayerNorm (bias 0) gives every token's features a mean of exactly 0, so the mean of the
+    last hidden state is 0 up to rounding; prompt weighting's rescale-to-the-mean (A1111's "Original" emphasis) needs
+    a mean that is not.
+    """
+    pipe = tiny_sd(seed)
+    norm = getattr(pipe.text_encoder, "text_model", pipe.text_encoder).final_layer_norm
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        norm.bias.copy_(torch.randn(norm.bias.shape, generator=generator) * 0.5)
+        norm.weight.copy_(1 + torch.randn(norm.weight.shape, generator=generator) * 0.1)
+    return pipe
 
 
 def save_tiny_sd(path: str | os.PathLike, seed: int = 0) -> str:

@@ -8,7 +8,11 @@ negative-prompt traps that diffusers leaves:
 - a list ``prompt`` with a str ``negative_prompt`` (SD 1.x raises ``TypeError``): the negative is given per prompt;
 - ``negative_prompt_2`` / ``_3`` (SDXL, SD3, Flux): every slot is filled, so the negative reaches every text encoder;
 - a negative over the text encoder's limit (77 CLIP tokens), which diffusers cuts mid-word without a word: it is
-  trimmed to whole terms, the user's terms kept first, with a warning;
+  trimmed to whole terms, the user's terms kept first, with a warning (textual-inversion embeddings counted at their
+  true number of vectors);
+- A1111 weights ``(term:1.3)`` and long prompts, which diffusers reads as literal text and cuts at 77 tokens: with
+  ``prompt_weighting="a1111"`` (or ``"compel"``) they are encoded as AUTOMATIC1111 (or compel) does, in 75-token
+  chunks (see :mod:`negopt.weighting`);
 - ``guidance_scale <= 1`` (classifier-free guidance off) or Flux's ``true_cfg_scale <= 1``, where a negative prompt
   has no effect: a warning;
 - ``prompt_embeds`` with a str ``negative_prompt`` (a tensor-size error in diffusers): the negative is given per row.
@@ -25,9 +29,25 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from negopt.text import fit_terms, join_terms, merge_negatives, split_terms
+from negopt.text import (
+    KNOWN_NEGATIVE_EMBEDDINGS,
+    dedupe_terms,
+    fit_terms,
+    join_terms,
+    merge_negatives,
+    split_terms,
+    term_key,
+)
+from negopt.weighting import PROMPT_WEIGHTINGS
 
-__all__ = ["NegOptPipeline", "NegOptPipelineOutput", "NEGATIVE_SLOTS", "COMBINE_MODES", "negative_slots"]
+__all__ = [
+    "NegOptPipeline",
+    "NegOptPipelineOutput",
+    "NEGATIVE_SLOTS",
+    "COMBINE_MODES",
+    "PROMPT_WEIGHTINGS",
+    "negative_slots",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +63,11 @@ _SLOT_TOKENIZER = {
 #: How a negative prompt the user passes is combined with the generated one.
 COMBINE_MODES: tuple[str, ...] = ("merge", "user", "generated")
 
+# The default of the per-call `prompt_weighting` (None is a value: no weighting).
+_UNSET: Any = object()
+
+_KNOWN_EMBEDDING_KEYS = frozenset(term_key(t) for t in KNOWN_NEGATIVE_EMBEDDINGS)
+
 # A tokenizer with no real limit reports model_max_length as a huge sentinel (about 1e30).
 _NO_LIMIT = 1_000_000
 
@@ -53,6 +78,7 @@ _OWN_ATTRIBUTES = frozenset(
         "negative_prompt_generator",
         "combine",
         "fit_to_tokenizer",
+        "prompt_weighting",
         "last_negative_prompts",
         "negative_slots",
         "_positional",
@@ -72,14 +98,22 @@ class NegOptPipelineOutput(Protocol):
     not a key of the output, so ``output.to_tuple()`` and ``output[0]`` are what diffusers gives.
 
     Attributes:
-        negative_prompts: The negative prompt sent for each prompt, exactly as sent (in the ``negative_prompt`` slot;
-            the other slots got the same text unless the call passed its own ``negative_prompt_2`` / ``_3``), or None
-            when the call sent none (``combine="user"`` without a negative, or ``negative_prompt_embeds`` given).
-            Calling the bare pipeline with ``negative_prompt=negative_prompts`` and the same seed gives the same
-            images.
+        negative_prompts: The negative prompt of each prompt (a list, one per prompt, also for a str ``prompt``),
+            exactly as sent (in the ``negative_prompt`` slot; the other slots got the same text unless the call passed
+            its own ``negative_prompt_2`` / ``_3``), or None when the call sent none (``combine="user"`` without a
+            negative, or ``negative_prompt_embeds`` given). With ``prompt_weighting`` set it is the text that was
+            encoded.
+        negative_prompt: The same in the form the call gave the ``negative_prompt`` slot: a str for a str ``prompt``,
+            else the list. Calling the bare pipeline with the same ``prompt``, ``negative_prompt=out.negative_prompt``
+            and the same seed gives the same images (with ``prompt_weighting=None``); SD 1.x refuses a list negative
+            for a str prompt, so pass this one rather than ``negative_prompts``.
+        prompt_weighting: How the prompt and negative were encoded: None (sent as text), ``"a1111"`` or
+            ``"compel"``.
     """
 
     negative_prompts: list[str] | None
+    negative_prompt: str | list[str] | None
+    prompt_weighting: str | None
 
 
 class NegOptPipeline:
@@ -116,7 +150,16 @@ class NegOptPipeline:
             terms it does not already have; ``"user"`` sends the caller's negative only, without generating (and
             nothing when there is none); ``"generated"`` ignores it. A call can override it with ``combine=...``.
         fit_to_tokenizer: Trim a negative prompt that is over the text encoders' token limit to the whole terms that
-            fit (with a warning). When False it is sent as is and diffusers truncates it.
+            fit (with a warning). The user's terms are kept first, in order; a single user term longer than the limit
+            is cut at a word boundary, never dropped. When False it is sent as is and diffusers truncates it. Not
+            used with ``prompt_weighting``, which does not truncate.
+        prompt_weighting: How prompts and negatives are encoded. None (the default): they are sent to the pipeline
+            as text, and the pipeline encodes them (A1111 weights are literal text, 77 tokens at most). ``"a1111"``:
+            AUTOMATIC1111's syntax (``(term:1.3)``, ``(term)``, ``[term]``, ``BREAK``) and encoding (75-token chunks,
+            no truncation, "Original" emphasis), for Stable Diffusion 1.x/2.x and SDXL; see :mod:`negopt.weighting`.
+            ``"compel"``: the compel library's syntax and encoding (``pip install "negopt[weighting]"``), for SD,
+            SDXL, Flux, Sana and Lumina2. Either way the pipeline gets ``prompt_embeds`` / ``negative_prompt_embeds``
+            (and SDXL's pooled embeddings). A call can override it with ``prompt_weighting=...``.
 
     Attributes:
         pipeline: The wrapped pipeline.
@@ -127,8 +170,10 @@ class NegOptPipeline:
             read ``output.negative_prompts`` instead.
 
     Raises:
-        ValueError: If the pipeline's ``__call__`` has no ``negative_prompt`` parameter, or ``combine`` is unknown.
+        ValueError: If the pipeline's ``__call__`` has no ``negative_prompt`` parameter, ``combine`` or
+            ``prompt_weighting`` is unknown, or ``prompt_weighting`` does not support the pipeline's family.
         TypeError: If ``pipeline`` or ``negative_prompt_generator`` is not callable.
+        ImportError: If ``prompt_weighting="compel"`` and compel is not installed.
 
     Example:
         >>> from diffusers import StableDiffusionPipeline
@@ -147,6 +192,7 @@ class NegOptPipeline:
         *,
         combine: str = "merge",
         fit_to_tokenizer: bool = True,
+        prompt_weighting: str | None = None,
     ) -> None:
         if isinstance(pipeline, NegOptPipeline):
             raise TypeError(
@@ -161,6 +207,7 @@ class NegOptPipeline:
         parameters = inspect.signature(pipeline.__call__).parameters
         slots = negative_slots(pipeline)
         combine = _check_combine(combine)
+        prompt_weighting = _check_weighting(prompt_weighting, pipeline)
         if negative_prompt_generator is None:
             # Imported here: the built-in generator is an optional convenience, not a dependency of the wrapper.
             from negopt.builtin import BuiltinGenerator
@@ -192,6 +239,7 @@ class NegOptPipeline:
         self.negative_prompt_generator = negative_prompt_generator
         self.combine = combine
         self.fit_to_tokenizer = bool(fit_to_tokenizer)
+        self.prompt_weighting = prompt_weighting
         self.last_negative_prompts: list[str] | None = None
         self.negative_slots = slots
         self._positional = tuple(
@@ -214,6 +262,7 @@ class NegOptPipeline:
         *,
         combine: str = "merge",
         fit_to_tokenizer: bool = True,
+        prompt_weighting: str | None = None,
         use_safetensors: bool = True,
         **pipeline_kwargs: Any,
     ) -> NegOptPipeline:
@@ -224,6 +273,7 @@ class NegOptPipeline:
             negative_prompt_generator: As in :class:`NegOptPipeline`; the built-in generator when None.
             combine: As in :class:`NegOptPipeline`.
             fit_to_tokenizer: As in :class:`NegOptPipeline`.
+            prompt_weighting: As in :class:`NegOptPipeline`.
             use_safetensors: Load safetensors weights only (the safe default); pass False to allow pickle files.
             **pipeline_kwargs: Passed to ``DiffusionPipeline.from_pretrained`` (``torch_dtype``, ``revision``,
                 ``variant``, ``cache_dir``, ``token``, ``local_files_only``, components to replace, ...).
@@ -239,7 +289,13 @@ class NegOptPipeline:
         pipeline = DiffusionPipeline.from_pretrained(
             pretrained_model_name_or_path, use_safetensors=use_safetensors, **pipeline_kwargs
         )
-        return cls(pipeline, negative_prompt_generator, combine=combine, fit_to_tokenizer=fit_to_tokenizer)
+        return cls(
+            pipeline,
+            negative_prompt_generator,
+            combine=combine,
+            fit_to_tokenizer=fit_to_tokenizer,
+            prompt_weighting=prompt_weighting,
+        )
 
     # -- drop-in behaviour ----------------------------------------------------------------------------------------
 
@@ -257,6 +313,8 @@ class NegOptPipeline:
         # `pipe.scheduler = ...` must reach the wrapped pipeline, or it would keep using the old one.
         if name == "combine":
             value = _check_combine(value)
+        elif name == "prompt_weighting":
+            value = _check_weighting(value, self.pipeline)
         if name in _OWN_ATTRIBUTES or name.startswith("_"):
             object.__setattr__(self, name, value)
         else:
@@ -280,6 +338,7 @@ class NegOptPipeline:
             f"  negative_prompt_generator={generator_repr},\n"
             f"  combine={self.combine!r},\n"
             f"  fit_to_tokenizer={self.fit_to_tokenizer},\n"
+            f"  prompt_weighting={self.prompt_weighting!r},\n"
             f"  negative_slots={self.negative_slots},\n"
             ")"
         )
@@ -309,7 +368,9 @@ class NegOptPipeline:
 
     # -- the call -------------------------------------------------------------------------------------------------
 
-    def __call__(self, *args: Any, combine: str | None = None, **kwargs: Any) -> Any:
+    def __call__(
+        self, *args: Any, combine: str | None = None, prompt_weighting: str | None = _UNSET, **kwargs: Any
+    ) -> Any:
         """Call the wrapped pipeline with its negative prompts written for it.
 
         Takes the wrapped pipeline's own arguments (positional ones bind to its parameters in order) and returns its
@@ -318,26 +379,39 @@ class NegOptPipeline:
         Args:
             *args: Positional arguments of the wrapped pipeline's ``__call__`` (``prompt`` first for most).
             combine: Overrides the wrapper's ``combine`` for this call.
+            prompt_weighting: Overrides the wrapper's ``prompt_weighting`` for this call (None included).
             **kwargs: Keyword arguments of the wrapped pipeline's ``__call__``.
 
         Returns:
             What the wrapped pipeline returns. With ``return_dict=True`` (the default) it is the pipeline's output
-            object with ``negative_prompts`` set (see :class:`NegOptPipelineOutput`); with ``return_dict=False`` it is
-            the pipeline's tuple, and the negatives are in :attr:`last_negative_prompts`.
+            object with ``negative_prompts``, ``negative_prompt`` and ``prompt_weighting`` set (see
+            :class:`NegOptPipelineOutput`); with ``return_dict=False`` it is the pipeline's tuple, and the negatives
+            are in :attr:`last_negative_prompts`.
 
         Raises:
             ValueError: If ``prompt`` and ``negative_prompt`` are lists of different lengths; if ``prompt_embeds`` is
-                given without ``prompt``, ``negative_prompt`` or ``negative_prompt_embeds``; if the generator returns
-                the wrong number of negatives.
+                given without ``prompt``, ``negative_prompt`` or ``negative_prompt_embeds``, or with
+                ``prompt_weighting``; if the generator returns the wrong number of negatives; if a weight in A1111
+                syntax is not a number >= 0.
             TypeError: If a prompt or negative prompt is not a str or a list of str, or the generator does not return
                 a list of str.
         """
-        call_kwargs, negatives = self._prepare(self._bind(args, kwargs), combine)
+        weighting = self.prompt_weighting if prompt_weighting is _UNSET else _check_weighting(prompt_weighting, self)
+        kwargs = self._bind(args, kwargs)
+        call_kwargs, negatives = self._prepare(kwargs, combine, weighting)
         self.last_negative_prompts = negatives
         output = self.pipeline(**call_kwargs)
         if not isinstance(output, tuple):
+            if negatives is None:
+                form = None
+            elif weighting is None:
+                form = call_kwargs["negative_prompt"]
+            else:
+                form = negatives[0] if isinstance(kwargs.get("prompt"), str) else list(negatives)
             try:
                 output.negative_prompts = negatives
+                output.negative_prompt = form
+                output.prompt_weighting = weighting
             except AttributeError:  # an output type that takes no new attributes; the negatives stay on the wrapper
                 logger.debug("Could not set negative_prompts on a %s output.", type(output).__name__)
         return output
@@ -356,12 +430,23 @@ class NegOptPipeline:
             kwargs[name] = value
         return kwargs
 
-    def _prepare(self, kwargs: dict[str, Any], combine: str | None = None) -> tuple[dict[str, Any], list[str] | None]:
+    def _prepare(
+        self, kwargs: dict[str, Any], combine: str | None = None, prompt_weighting: str | None = _UNSET
+    ) -> tuple[dict[str, Any], list[str] | None]:
         """Work out the negatives of a call: ``(arguments for the wrapped pipeline, negative per prompt or None)``.
 
         This is the wrapper's whole cost per call besides the generator and the pipeline.
         """
         combine = self.combine if combine is None else _check_combine(combine)
+        weighting = self.prompt_weighting if prompt_weighting is _UNSET else prompt_weighting
+        if weighting is not None:
+            given = [k for k in ("prompt_embeds", "negative_prompt_embeds") if kwargs.get(k) is not None]
+            if given:
+                raise ValueError(
+                    f"prompt_weighting={weighting!r} encodes the prompt and the negative itself, but the call also "
+                    f"passed {' and '.join(f'`{k}`' for k in given)}. Pass `prompt` (and `negative_prompt`) as text, "
+                    "or pass prompt_weighting=None to use your embeddings as they are."
+                )
         if kwargs.get("negative_prompt_embeds") is not None:
             # The caller encoded the negative; there is no text to write, and diffusers forbids both.
             return kwargs, None
@@ -387,19 +472,30 @@ class NegOptPipeline:
             as_list = not isinstance(prompt, str)
         users = _per_prompt(user, batch, "negative_prompt")
 
+        negatives: list[str] | None
+        n_user = [0] * batch  # how many of each negative's first terms are the user's
         if combine == "user" or prompts is None:
-            if users is None:
-                if not any(kwargs.get(slot) is not None for slot in self.negative_slots[1:]):
-                    return kwargs, None
+            if users is None and not any(kwargs.get(slot) is not None for slot in self.negative_slots[1:]):
+                negatives = None
+            else:
                 # SDXL and Flux ignore negative_prompt_2 when negative_prompt is None; "" lets it count.
-                users = [""] * batch
-            negatives = users
+                negatives = users if users is not None else [""] * batch
+                n_user = [len(split_terms(n)) for n in negatives]
         else:
             generated = self._generate(prompts)
             if combine == "generated" or users is None:
                 negatives = [merge_negatives(None, g) for g in generated]
             else:
                 negatives = [merge_negatives(u, g) for u, g in zip(users, generated)]
+                n_user = [len(dedupe_terms(split_terms(u))) for u in users]
+        if negatives is not None:
+            self._warn_unloaded_embeddings(negatives)
+        if weighting is not None:
+            out = self._encode(kwargs, weighting, prompts, negatives)
+            self._warn_if_unused(kwargs)
+            return out, negatives
+        if negatives is None:
+            return kwargs, None
 
         out = dict(kwargs)
         receiving = ["negative_prompt"]
@@ -410,12 +506,57 @@ class NegOptPipeline:
             elif as_list:
                 out[slot] = _per_prompt(own, batch, slot)  # a str for one slot breaks Flux's T5 batch otherwise
         if self.fit_to_tokenizer:
-            negatives = self._fit(negatives, receiving, kwargs)
+            negatives = self._fit(negatives, receiving, kwargs, n_user)
         value: str | list[str] = list(negatives) if as_list else negatives[0]
         for slot in receiving:
             out[slot] = value
         self._warn_if_unused(kwargs)
         return out, negatives
+
+    def _encode(
+        self, kwargs: dict[str, Any], weighting: str, prompts: list[str], negatives: list[str] | None
+    ) -> dict[str, Any]:
+        """The call's arguments with the prompt and negative replaced by their embeddings (``prompt_weighting``)."""
+        from negopt.weighting import encode_a1111, encode_compel, pipeline_family
+
+        batch = len(prompts)
+        family = pipeline_family(self.pipeline)
+        text_slots = ("prompt", "prompt_2", "prompt_3", *NEGATIVE_SLOTS)
+        prompts_2 = _per_prompt(kwargs.get("prompt_2"), batch, "prompt_2")
+        own_2 = _per_prompt(kwargs.get("negative_prompt_2"), batch, "negative_prompt_2")
+        unused = [k for k in ("prompt_3", "negative_prompt_3") if kwargs.get(k) is not None]
+        if family != "sdxl":
+            unused += [k for k in ("prompt_2", "negative_prompt_2") if kwargs.get(k) is not None]
+        if unused:
+            raise ValueError(
+                f"prompt_weighting={weighting!r} on {type(self.pipeline).__name__} encodes `prompt` and "
+                f"`negative_prompt` for every text encoder; {', '.join(f'`{k}`' for k in unused)} cannot be used "
+                "with it. Leave them out, or pass prompt_weighting=None."
+            )
+        texts = negatives if negatives is not None else [""] * batch
+        negatives_2 = own_2 if own_2 is not None else (None if prompts_2 is None else texts)
+        if weighting == "compel":
+            embeds = encode_compel(self.pipeline, prompts, texts, prompts_2, negatives_2)
+        else:
+            (hidden, pooled), (negative, negative_pooled) = encode_a1111(
+                self.pipeline, [prompts, texts], [prompts_2, negatives_2], kwargs.get("clip_skip")
+            )
+            embeds = {"prompt_embeds": hidden, "negative_prompt_embeds": negative}
+            if pooled is not None:
+                embeds["pooled_prompt_embeds"] = pooled
+                embeds["negative_pooled_prompt_embeds"] = negative_pooled
+        if (
+            negatives is None
+            and family == "sdxl"
+            and getattr(getattr(self.pipeline, "config", None), "force_zeros_for_empty_prompt", False)
+        ):
+            # What SDXL does with no negative prompt at all.
+            embeds["negative_prompt_embeds"] = embeds["negative_prompt_embeds"].zero_()
+            if "negative_pooled_prompt_embeds" in embeds:
+                embeds["negative_pooled_prompt_embeds"] = embeds["negative_pooled_prompt_embeds"].zero_()
+        out = {k: v for k, v in kwargs.items() if k not in text_slots}
+        out.update(embeds)
+        return out
 
     def _generate(self, prompts: list[str]) -> list[str]:
         generated = self.negative_prompt_generator(prompts)
@@ -432,8 +573,16 @@ class NegOptPipeline:
             )
         return list(generated)
 
-    def _fit(self, negatives: list[str], receiving: list[str], kwargs: dict[str, Any]) -> list[str]:
-        """Trim each negative to whole terms that fit every text encoder it is sent to."""
+    def _fit(
+        self, negatives: list[str], receiving: list[str], kwargs: dict[str, Any], n_user: list[int] | None = None
+    ) -> list[str]:
+        """Trim each negative to whole terms that fit every text encoder it is sent to.
+
+        ``n_user[i]`` first terms of ``negatives[i]`` are the user's: they are kept in order while they fit, and are
+        never dropped to make room for generated ones; a user term that is alone over the limit is cut at a word
+        boundary.
+        """
+        n_user = n_user or [0] * len(negatives)
         budgets = []  # (tokenizer, content-token budget, limit as the user knows it)
         seen: set[int] = set()
         max_sequence_length = kwargs.get("max_sequence_length", self._max_sequence_length_default)
@@ -447,8 +596,12 @@ class NegOptPipeline:
                 budgets.append((tokenizer, limit - tokenizer.num_special_tokens_to_add(), limit))
         if not budgets:
             return negatives
+        convert = getattr(self.pipeline, "maybe_convert_prompt", None)
 
         def lengths(tokenizer: Any, texts: list[str]) -> list[int]:
+            if callable(convert) and _has_multi_vector_embedding(tokenizer):
+                # As diffusers does before encoding: a k-vector textual inversion becomes k tokens.
+                texts = convert(list(texts), tokenizer)
             return [len(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
 
         # The hot path: one batched count per tokenizer. Only the negatives that are over go further.
@@ -477,29 +630,79 @@ class NegOptPipeline:
                 return exact_excess(text)
             return max(sum(table[p] for p in parts) + sep * (len(parts) - 1) - budget for table, sep, budget in tables)
 
-        results = {i: fit_terms(terms_of[i], 0, summed_excess) for i in over}
-        checked = [join_terms(kept) for kept, _ in results.values()]
+        def fit(i: int, excess: Callable[[str], int]) -> tuple[list[str], str, list[str]]:
+            """``(kept terms, the user's text that was cut, generated terms dropped)`` for negative ``i``."""
+            terms = terms_of[i]
+            users, generated = terms[: n_user[i]], terms[n_user[i] :]
+            kept: list[str] = []
+            for term in users:  # the user's terms in order, as long as they fit: a prefix, never a hole
+                if excess(join_terms([*kept, term])) > 0:
+                    break
+                kept.append(term)
+            if len(kept) < len(users):
+                rest = users[len(kept) :]
+                if excess(rest[0]) > 0:  # a user term that could never fit whole: keep the words of it that fit
+                    before = join_terms(kept)
+                    head, tail = _cut_words(
+                        rest[0], lambda h: exact_excess(f"{before}, {h}" if before else h), keep_one=not kept
+                    )
+                    kept = [*kept, head] if head else kept
+                    rest = ([tail] if tail else []) + rest[1:]
+                return kept, join_terms(rest), []
+            prefix = join_terms(kept)
+            more, dropped = fit_terms(generated, 0, lambda t: excess(f"{prefix}, {t}" if prefix else t))
+            return [*kept, *more], "", dropped
+
+        results = {i: fit(i, summed_excess) for i in over}
+        checked = [join_terms(kept) for kept, _, _ in results.values()]
         for tokenizer, budget, _ in budgets:
             for i, n in zip(list(results), lengths(tokenizer, checked)):
                 if n > budget:
-                    results[i] = fit_terms(terms_of[i], 0, exact_excess)
+                    results[i] = fit(i, exact_excess)
 
         fitted = list(negatives)
         notes = []
-        for i, (kept, dropped) in results.items():
+        for i, (kept, cut, dropped) in results.items():
             fitted[i] = join_terms(kept)
-            shown = ", ".join(repr(t) for t in dropped[:6]) + (
-                f" and {len(dropped) - 6} more" if len(dropped) > 6 else ""
-            )
-            notes.append(f"prompt {i}: dropped {shown}")
+            if cut:
+                generated_note = f"; the {len(terms_of[i]) - n_user[i]} generated terms were not added"
+                notes.append(
+                    f"prompt {i}: your negative prompt was cut after {fitted[i][-40:]!r}; not sent: {cut!r}"
+                    + (generated_note if len(terms_of[i]) > n_user[i] else "")
+                )
+            else:
+                shown = ", ".join(repr(t) for t in dropped[:6]) + (
+                    f" and {len(dropped) - 6} more" if len(dropped) > 6 else ""
+                )
+                notes.append(f"prompt {i}: dropped generated terms {shown}")
         limits = ", ".join(dict.fromkeys(f"{type(t).__name__} {limit}" for t, _, limit in budgets))
         warnings.warn(
             f"A negative prompt was longer than the text encoders' token limit ({limits}, special tokens included); "
             f"diffusers would cut it mid-word, so it was trimmed to the whole terms that fit, yours first "
-            f"({'; '.join(notes)}). Shorten `negative_prompt`, or pass fit_to_tokenizer=False to send it as is.",
+            f"({'; '.join(notes)}). Shorten `negative_prompt`, pass fit_to_tokenizer=False to send it as is, or "
+            "prompt_weighting='a1111' to encode it whole in 75-token chunks.",
             stacklevel=4,
         )
         return fitted
+
+    def _warn_unloaded_embeddings(self, negatives: list[str]) -> None:
+        """Warn about a well-known negative embedding's name that no textual inversion on the pipeline answers to."""
+        named = {term_key(t) for n in negatives for t in split_terms(n)} & _KNOWN_EMBEDDING_KEYS
+        if not named:
+            return
+        loaded = set()
+        for slot in self.negative_slots:
+            tokenizer = getattr(self.pipeline, _SLOT_TOKENIZER[slot], None)
+            added = getattr(tokenizer, "added_tokens_encoder", None) or {}
+            loaded |= {term_key(t) for t in added}
+        missing = sorted(named - loaded)
+        if missing:
+            warnings.warn(
+                f"The negative prompt names the textual-inversion embedding(s) {missing}, but none is loaded on "
+                f"{type(self.pipeline).__name__} under that token, so the name is read as plain words. Load it "
+                "first: pipe.load_textual_inversion('path/to/EasyNegative.safetensors', token='EasyNegative').",
+                stacklevel=4,
+            )
 
     def _warn_if_unused(self, kwargs: dict[str, Any]) -> None:
         if self._true_cfg_default is not None or "true_cfg_scale" in kwargs:
@@ -546,6 +749,49 @@ def negative_slots(pipeline: Any) -> tuple[str, ...]:
             "family that takes `negative_prompt` (for Flux, FluxPipeline with true_cfg_scale > 1)."
         )
     return tuple(slot for slot in NEGATIVE_SLOTS if slot in parameters)
+
+
+def _check_weighting(prompt_weighting: str | None, pipeline: Any) -> str | None:
+    if prompt_weighting not in PROMPT_WEIGHTINGS:
+        raise ValueError(f"`prompt_weighting` must be one of {PROMPT_WEIGHTINGS}, got {prompt_weighting!r}.")
+    if prompt_weighting is not None:
+        from negopt.weighting import check_family
+
+        check_family(
+            getattr(pipeline, "pipeline", pipeline) if isinstance(pipeline, NegOptPipeline) else pipeline,
+            prompt_weighting,
+        )
+        if prompt_weighting == "compel":
+            try:
+                import compel  # noqa: F401
+            except ImportError as err:
+                raise ImportError(
+                    "prompt_weighting='compel' needs the compel library: pip install \"negopt[weighting]\" (or pip "
+                    "install compel)."
+                ) from err
+    return prompt_weighting
+
+
+def _has_multi_vector_embedding(tokenizer: Any) -> bool:
+    added = getattr(tokenizer, "added_tokens_encoder", None) or {}
+    return any(f"{t}_1" in added for t in added)
+
+
+def _cut_words(text: str, excess: Callable[[str], int], keep_one: bool) -> tuple[str, str]:
+    """Split ``text`` at the last word boundary where its head still fits (``excess(head) <= 0``): ``(head, tail)``.
+
+    With ``keep_one``, a first word that alone does not fit is kept whole (diffusers then cuts it at its limit), so
+    that the user's negative is never sent empty.
+    """
+    words = text.split(" ")
+    lo, hi = (1 if keep_one else 0), len(words)  # the head of `lo` words is kept
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if excess(" ".join(words[:mid])) <= 0:
+            lo = mid
+        else:
+            hi = mid - 1
+    return " ".join(words[:lo]), " ".join(words[lo:])
 
 
 def _check_combine(combine: str) -> str:
