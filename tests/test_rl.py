@@ -584,3 +584,65 @@ def test_cli_builds_a_named_reward_from_local_models(tmp_path, pipe, bases):
     assert state["per_process"][0]["stats"]["clip"]["count"] == 2 * 2 * 2  # steps x prompts x candidates
     bad = _cli([*args[:-2], "--reward-model", "clip", "--output-dir", str(tmp_path / "bad")])
     assert bad.returncode == 2 and "NAME=PATH_OR_ID" in bad.stderr
+
+
+# ------------------------------------------------------------------------------------------------------ set-up checks
+def test_a_pipeline_without_a_negative_slot_is_refused(tmp_path, bases):
+    """LatentConsistencyModelPipeline swallows negative_prompt in **kwargs: every reward would be the same."""
+    from tiny_pipelines import tiny_lcm
+
+    with pytest.raises(ValueError, match="LatentConsistencyModelPipeline cannot use a negative prompt"):
+        _trainer(tiny_lcm(), bases, tmp_path)
+
+
+def test_an_output_dir_that_is_a_file_is_refused_first(tmp_path):
+    out = tmp_path / "out.txt"
+    out.write_text("not a folder", encoding="utf-8")
+    # The generator and pipeline below would fail to load: the output_dir error comes before any of that work.
+    with pytest.raises(ValueError, match=r"output_dir=.*out\.txt.* is an existing file"):
+        RLTrainer(
+            make_config(str(out)),
+            generator=str(tmp_path / "no-such-generator"),
+            pipeline=str(tmp_path / "no-such-pipeline"),
+            reward=LetterReward(),
+            prompts=PROMPTS,
+        )
+
+
+def test_reward_moves_to_the_training_device_and_lr_is_the_steps_own(tmp_path, pipe, bases):
+    class MovableReward(LetterReward):
+        device = None
+
+        def to(self, device):
+            self.device = torch.device(device)
+            return self
+
+    reward = MovableReward()
+    trainer = _trainer(pipe, bases, tmp_path, reward=reward, max_steps=3, warmup_steps=2, learning_rate=1e-3)
+    assert reward.device == trainer.accelerator.device
+    trainer.train()
+    # Linear warm-up over 2 steps: step 1 updates at half the rate, then the full rate.
+    assert [m["lr"] for m in trainer.log_history] == pytest.approx([5e-4, 1e-3, 1e-3])
+
+
+def test_sdxl_baseline_is_the_bare_pipeline_with_no_negative(tmp_path, bases):
+    """SDXL zeroes the negative embeddings only for a missing negative, so "" would not be the no-negative image."""
+    import numpy as np
+
+    from tiny_pipelines import tiny_sdxl
+
+    sdxl = tiny_sdxl()
+    kwargs = {"num_inference_steps": 2, "height": 32, "width": 32}
+    trainer = _trainer(sdxl, bases, tmp_path, baseline_image=True, pipeline_kwargs=kwargs)
+    rollout = trainer._sample(0)
+    trainer._make_images(rollout, 0)
+    seeds = [trainer._image_seed(0, pos) for pos in rollout.positions]
+
+    def bare(**negative):
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        return sdxl(prompt=rollout.prompts, generator=generators, output_type="pil", **negative, **kwargs).images
+
+    got = [np.asarray(im) for im in rollout.baseline_images]
+    assert len(got) == len(rollout.prompts) == 2
+    assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(got, bare()))
+    assert not all(np.array_equal(a, np.asarray(b)) for a, b in zip(got, bare(negative_prompt=[""] * 2)))

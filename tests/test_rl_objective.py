@@ -140,7 +140,7 @@ def test_the_two_aggregations_differ_by_the_length_weight():
 
 
 def test_k3_in_the_loss_is_the_reverse_kl_not_the_forward_one():
-    """The GRPO-style k3 term's expected gradient is that of KL(pi_ref || pi), which differs from KL(pi || pi_ref)'s."""
+    """GRPO's k3 term has the expected gradient of KL(pi_ref || pi), which differs from KL(pi || pi_ref)'s."""
     theta, ref, rewards = _tables(2)
     zero = torch.zeros_like(rewards)
     mine = _trainer_expected_grad(theta, ref, zero, "dr_grpo", "loss", 1.0, 1.0)
