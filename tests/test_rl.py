@@ -456,7 +456,9 @@ def test_a_fresh_run_refuses_an_output_dir_with_checkpoints(tmp_path, pipe, base
     _trainer(pipe, bases, tmp_path, max_steps=2, save_steps=2).train()
     assert list_checkpoints(tmp_path)
     # Without resume, rotation would keep the earlier run's newer steps and delete this run's.
-    with pytest.raises(FileExistsError, match="resume"):
+    with pytest.raises(
+        FileExistsError, match=r"pass resume=True \(--resume\) to continue, or choose another output_dir"
+    ):
         _trainer(pipe, bases, tmp_path, max_steps=4, save_steps=2).train()
 
 
