@@ -68,9 +68,11 @@ class RLConfig:
             in eval mode, so that the update's log-probs are those the samples were drawn from.
         lora_target_modules: peft ``target_modules``; ``"all-linear"`` is every linear layer but the output head.
         advantage: ``"leave_one_out"`` (reward minus the mean of the group's others), ``"group_norm"`` (reward
-            minus the group mean, over the group's standard deviation), or ``"no_negative"`` (reward minus the
+            minus the group mean, over the group's standard deviation; 0 for a group whose spread is rounding
+            noise, below 1e-5 of its largest reward), or ``"no_negative"`` (reward minus the
             reward of the same prompt's image with no negative; implies ``baseline_image``).
-        baseline_image: Also make each prompt's image with no negative (same seed); its reward is logged as
+        baseline_image: Also make each prompt's image with the negative omitted (same seed), exactly what the bare
+            pipeline makes with no negative (not ``""``, which SDXL treats differently); its reward is logged as
             ``reward/no_negative`` and the difference as ``reward/gain``.
         kl_coef: Weight of the KL penalty to the starting policy (0 turns it off and skips its forward pass).
         kl_mode: Where the penalty acts. ``"reward"`` (default, the classic RLHF penalty): each sequence's reward

@@ -160,7 +160,8 @@ class RLTrainer:
         # Checkpoints are accelerate's save_state / load_state (optimizer, every RNG, the objects registered here);
         # the hooks write and read the trained adapter alone instead of the whole model.
         self.accelerator.register_for_checkpointing(self.lr_scheduler)
-        if callable(getattr(reward, "state_dict", None)) and callable(getattr(reward, "load_state_dict", None)):
+        stateful = callable(getattr(reward, "state_dict", None)) and callable(getattr(reward, "load_state_dict", None))
+        if stateful and not isinstance(reward, torch.nn.Module):  # a module's state is its (fixed) weights
             # A normalising reward's running statistics: without them a resume is not exact.
             self.accelerator.register_for_checkpointing(_PerProcessState(reward, self.accelerator))
         self.accelerator.register_save_state_pre_hook(self._save_state_hook)
