@@ -154,7 +154,8 @@ def run(name, generator, pipeline, reward, config_kwargs, steps, out_root):
     overhead = (last["sample"] + last["update"] + other) / total
     print(
         f"\n{name}: {config_kwargs['batch_size']} prompt(s) x {config_kwargs['num_candidates']} negatives a step, "
-        f"step {steps} of {steps}"
+        f"step {steps} of {steps}; loss_type={cfg.loss_type}, kl_mode={cfg.kl_mode}, kl_coef={cfg.kl_coef} "
+        "(update = reference pass + policy forward/backward)"
     )
     for key in ("sample", "images", "reward", "update"):
         print(f"  {key:<8} {last[key]:8.3f} s  {100 * last[key] / total:5.1f}%")

@@ -101,7 +101,7 @@ def test_guidance_scale_one_warns(tmp_path):
 
 
 def test_prompt_sources(tmp_path):
-    from negopt.train.rl import _load_prompts
+    from negopt.train.rl_trainer import _load_prompts
 
     f = tmp_path / "prompts.txt"
     f.write_text("a cat\n\n  a dog  \n", encoding="utf-8")
@@ -114,66 +114,111 @@ def test_prompt_sources(tmp_path):
         _load_prompts(["ok", 3])
 
 
-# ------------------------------------------------------------------------------------------------------ log-probs
-@pytest.mark.parametrize("kind", ["seq2seq", "causal"])
-def test_logprobs_match_generate(tmp_path, pipe, bases, kind):
-    """The update's log-probs are those of the distribution the negatives were sampled from."""
-    trainer = _trainer(pipe, bases, tmp_path, kind, generation_kwargs={"max_new_tokens": 10, "temperature": 0.7})
+# ------------------------------------------------------------------------------------------------------ sampling
+def _tiny_bart():
+    """A tiny BART whose generation_config forces BOS first and EOS last, and sets a minimum length (as
+    bart-large-cnn's), a repetition penalty and suppressed tokens: none of it may act while RL samples."""
+    import types
+
+    from transformers import BartConfig, BartForConditionalGeneration, ByT5Tokenizer
+
+    from negopt.config import NegOptConfig
+
+    tok = ByT5Tokenizer()
+    torch.manual_seed(0)
+    model = BartForConditionalGeneration(
+        BartConfig(
+            vocab_size=len(tok),
+            d_model=16,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
+            max_position_embeddings=128,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            bos_token_id=tok.eos_token_id,
+            decoder_start_token_id=tok.eos_token_id,
+        )
+    ).eval()
+    gc = model.generation_config
+    gc.forced_eos_token_id, gc.forced_bos_token_id, gc.min_length = tok.eos_token_id, 5, 6
+    gc.no_repeat_ngram_size, gc.repetition_penalty, gc.suppress_tokens = 2, 1.5, [7, 8]
+    return types.SimpleNamespace(model=model, tokenizer=tok, config=NegOptConfig(model_type="seq2seq"))
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "bart", "causal"])
+def test_sampler_and_trainer_logprobs_agree(tmp_path, pipe, bases, kind):
+    """The update's log-probs are those of the distribution the negatives were drawn from, token by token, whatever
+    the model's own generation_config says (BART's forced EOS would give the sampler log-prob 0 to a token the
+    trainer scores at about -6)."""
+    gen = _tiny_bart() if kind == "bart" else make_generator(kind, bases[kind])
+    own = gen.model.generation_config.to_dict()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        trainer = RLTrainer(
+            make_config(str(tmp_path), generation_kwargs={"max_new_tokens": 10, "temperature": 0.7}),
+            generator=gen,
+            pipeline=pipe,
+            reward=LetterReward(),
+            prompts=PROMPTS,
+        )
+    assert gen.model.generation_config.to_dict() == own  # the caller's model is untouched
     with torch.no_grad():  # make the adapter matter, so a wrong adapter/position handling shows
         for name, p in trainer.model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.3)
     rollout = trainer._sample(0)
     mine = trainer._token_logprobs(trainer.model, rollout)
+    config = copy.deepcopy(trainer.generation_config)
+    config.output_scores, config.return_dict_in_generate = True, True
     with torch.random.fork_rng():
         torch.manual_seed(trainer.config.seed * 1_000_003)
         out = trainer._policy.generate(
-            input_ids=rollout.enc_ids,
-            attention_mask=rollout.enc_mask,
-            do_sample=True,
-            top_k=0,
-            top_p=1.0,
-            temperature=0.7,
-            num_return_sequences=4,
-            max_new_tokens=10,
-            pad_token_id=trainer.pad_token_id,
-            eos_token_id=trainer.eos_token_ids,
-            output_logits=True,
-            return_dict_in_generate=True,
+            input_ids=rollout.enc_ids, attention_mask=rollout.enc_mask, generation_config=config
         )
-    steps = len(out.logits)
+    steps = len(out.scores)
     assert torch.equal(out.sequences[:, -rollout.responses.shape[1] :], rollout.responses)
-    ref = torch.log_softmax(torch.stack(out.logits, 1) / 0.7, -1)
-    ref = ref.gather(-1, rollout.responses[:, :steps, None]).squeeze(-1)
+    # The scores generate sampled from (after every logits processor), as log-probs.
+    sampler = torch.log_softmax(torch.stack(out.scores, 1).float(), -1)
+    sampler = sampler.gather(-1, rollout.responses[:, :steps, None]).squeeze(-1)
     mask = rollout.response_mask[:, :steps].bool()
     assert mask.sum() > 8
-    torch.testing.assert_close(mine[:, :steps][mask], ref[mask], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(mine[:, :steps][mask], sampler[mask], atol=1e-5, rtol=0)
 
 
-# ------------------------------------------------------------------------------------------------------ advantages
-def test_advantages(tmp_path, pipe, bases):
-    nan = float("nan")
-    rewards = torch.tensor([1.0, 2.0, 3.0, 4.0, nan, 1.0, 1.0, 5.0])
-    trainer = _trainer(pipe, bases, tmp_path)
-    adv, weight, skipped = trainer._advantages(rewards, None)
-    # Leave-one-out: each reward minus the mean of the other finite rewards of its prompt.
-    expected = [1 - 3, 2 - 8 / 3, 3 - 7 / 3, 4 - 2, 0.0, 1 - 3, 1 - 3, 5 - 1]
-    torch.testing.assert_close(adv, torch.tensor(expected))
-    assert weight.tolist() == [1, 1, 1, 1, 0, 1, 1, 1] and skipped == 0
+def test_neutral_generation_kwargs_are_accepted(tmp_path):
+    cfg = RLConfig(
+        output_dir=str(tmp_path),
+        generation_kwargs={"max_new_tokens": 8, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "top_p": 1},
+    )
+    assert cfg.generation_kwargs == {"max_new_tokens": 8, "temperature": 1.0}
+    with pytest.raises(ValueError, match=r"'repetition_penalty': 1.2"):
+        RLConfig(output_dir=str(tmp_path), generation_kwargs={"repetition_penalty": 1.2})
 
-    trainer.config.advantage = "group_norm"
-    adv, _, _ = trainer._advantages(rewards, None)
-    g0 = torch.tensor([1.0, 2.0, 3.0, 4.0])
-    torch.testing.assert_close(adv[:4], (g0 - g0.mean()) / (g0.std() + 1e-6))
 
-    trainer.config.advantage = "no_negative"
-    adv, weight, skipped = trainer._advantages(rewards, torch.tensor([2.0, nan]))
-    torch.testing.assert_close(adv[:4], g0 - 2)
-    assert weight[4:].sum() == 0 and skipped == 1  # no finite no-negative reward to compare with
+def test_prompts_are_encoded_as_at_inference(tmp_path, pipe, bases):
+    """A long prompt keeps a causal model's "Negative prompt:" suffix, and RL's ids are NegOptGenerator's."""
+    from negopt.config import NegOptConfig
 
-    trainer.config.advantage = "leave_one_out"
-    _, weight, skipped = trainer._advantages(torch.tensor([nan, nan, nan, 1.0, 1.0, 2.0, 3.0, 4.0]), None)
-    assert weight[:4].sum() == 0 and skipped == 1  # one finite reward: nothing to compare it with
+    gen = make_generator("causal", bases["causal"])
+    gen.config = NegOptConfig(model_type="causal", max_input_tokens=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        trainer = RLTrainer(
+            make_config(str(tmp_path)), generator=gen, pipeline=pipe, reward=LetterReward(), prompts=PROMPTS
+        )
+    long = "a very long prompt about a castle " * 10
+    with pytest.warns(UserWarning, match="truncated"):
+        ids, mask = trainer._encode([long, "a cat"])
+    first = ids[0][mask[0].bool()].tolist()
+    assert len(first) <= 40
+    assert trainer.tokenizer.decode(first, skip_special_tokens=True).endswith("Negative prompt:")
+    with pytest.warns(UserWarning, match="truncated"):
+        expected = NegOptGenerator(gen.model, gen.tokenizer, gen.config).encode_prompts([long], max_new_tokens=12)
+    assert first == expected[0]
 
 
 # ------------------------------------------------------------------------------------------------------ end to end
@@ -190,6 +235,7 @@ def test_end_to_end_with_image_reward(tmp_path, pipe, bases):
                 str(out),
                 max_steps=4,
                 kl_coef=0.1,
+                kl_mode="loss",
                 ppo_epochs=2,
                 advantage="no_negative",
                 save_steps=2,
@@ -211,10 +257,10 @@ def test_end_to_end_with_image_reward(tmp_path, pipe, bases):
     assert len(hist) == 4
     for m in hist:
         assert 0 <= m["reward/mean"] <= 1 and 0 <= m["reward/no_negative"] <= 1
-        assert m["kl"] >= 0 and 0 <= m["clip_fraction"] <= 1
+        assert m["kl"] >= 0 and 0 <= m["clip_fraction"] <= 1  # kl_mode="loss": a sum of k3 terms, each >= 0
         assert m["negative_length"] >= 1
-    assert hist[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # the first rollout comes from the starting policy
-    assert hist[-1]["kl"] > 0
+    assert hist[0]["kl"] == 0.0  # the first rollout comes from the starting policy, which the reference is
+    assert hist[-1]["kl"] > 0 and any(m["clip_fraction"] > 0 for m in hist)
     assert set(trainer.last_timings) == {"sample", "images", "reward", "update", "total"}
 
     # Every LoRA parameter moved, no base parameter did, and the generator handed in is untouched.
@@ -314,13 +360,16 @@ def test_reward_with_wrong_length_is_an_error(tmp_path, pipe, bases):
 
 
 # ------------------------------------------------------------------------------------------------------ SFT adapter
-def test_continues_an_existing_adapter(tmp_path, pipe, bases):
-    """A PeftModel (an SFT result) is trained further, not stacked; its KL reference is the adapter as given."""
+@pytest.mark.parametrize("kl_mode", ["reward", "loss"])
+def test_continues_an_existing_adapter(tmp_path, pipe, bases, kl_mode):
+    """A PeftModel (an SFT result, saved with SFT's default dropout) is trained further, not stacked; its KL
+    reference is the adapter as given, the same network as the policy at step 0 to the last bit."""
     from peft import LoraConfig, get_peft_model
 
     gen = make_generator("seq2seq", bases["seq2seq"])
     torch.manual_seed(1)
-    gen.model = get_peft_model(gen.model, LoraConfig(r=2, lora_alpha=4, target_modules=["q", "v"]))
+    lora = LoraConfig(r=2, lora_alpha=4, target_modules=["q", "v"], lora_dropout=0.05)
+    gen.model = get_peft_model(gen.model, lora)
     with torch.no_grad():
         for name, p in gen.model.named_parameters():
             if "lora_B" in name:
@@ -329,7 +378,7 @@ def test_continues_an_existing_adapter(tmp_path, pipe, bases):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         trainer = RLTrainer(
-            make_config(str(tmp_path / "out"), max_steps=3, kl_coef=0.1),
+            make_config(str(tmp_path / "out"), max_steps=3, kl_coef=0.1, kl_mode=kl_mode),
             generator=gen,
             pipeline=pipe,
             reward=LetterReward(),
@@ -340,8 +389,9 @@ def test_continues_an_existing_adapter(tmp_path, pipe, bases):
     assert all(p.shape[0] == 2 or p.shape[1] == 2 for n, p in trainer.model.named_parameters() if p.requires_grad)
     trainer.train()
     hist = trainer.log_history
-    # A reference with the adapter disabled would sit far from this adapter at step 0; a copy of it sits at 0.
-    assert hist[0]["kl"] == pytest.approx(0.0, abs=1e-6) and hist[-1]["kl"] > 0
+    # A reference with the adapter disabled (or with its dropout on) would sit away from the policy at step 0.
+    assert hist[0]["kl"] == 0.0 and hist[-1]["kl"] != 0
+    assert not any(m.training for m in trainer._policy.modules())
     assert all(torch.equal(v, gen.model.state_dict()[k]) for k, v in given.items())  # the caller's model untouched
     cfg = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
     assert cfg["r"] == 2 and sorted(cfg["target_modules"]) == ["q", "v"]
@@ -406,7 +456,9 @@ def test_a_fresh_run_refuses_an_output_dir_with_checkpoints(tmp_path, pipe, base
     _trainer(pipe, bases, tmp_path, max_steps=2, save_steps=2).train()
     assert list_checkpoints(tmp_path)
     # Without resume, rotation would keep the earlier run's newer steps and delete this run's.
-    with pytest.raises(FileExistsError, match="resume"):
+    with pytest.raises(
+        FileExistsError, match=r"pass resume=True \(--resume\) to continue, or choose another output_dir"
+    ):
         _trainer(pipe, bases, tmp_path, max_steps=4, save_steps=2).train()
 
 
@@ -459,7 +511,7 @@ def test_torchrun_two_processes(tmp_path, bases):
     assert all(torch.equal(saved[k], r0[k]) for k in r0)
     state = json.loads((out / "checkpoints" / "step-2" / "trainer_state.json").read_text())
     assert state["num_processes"] == 2 and state["rewards_seen"] == 2 * 2 * 4
-    assert (out / "checkpoints" / "step-2" / "rng_state_1.pt").is_file()
+    assert (out / "checkpoints" / "step-2" / "random_states_1.pkl").is_file()  # accelerate's, per process
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
@@ -529,7 +581,70 @@ def test_cli_builds_a_named_reward_from_local_models(tmp_path, pipe, bases):
     args += ["--height", "32", "--width", "32"]
     res = _cli(args, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    state = json.loads((out / "checkpoints" / "step-2" / "reward_state_0.json").read_text())
-    assert state["stats"]["clip"]["count"] == 2 * 2 * 2  # steps x prompts x candidates, all seen by the stats
+    # accelerate's save_state: custom_checkpoint_0 is the scheduler, 1 the reward's statistics (per process).
+    state = torch.load(out / "checkpoints" / "step-2" / "custom_checkpoint_1.pkl", weights_only=False)
+    assert state["per_process"][0]["stats"]["clip"]["count"] == 2 * 2 * 2  # steps x prompts x candidates
     bad = _cli([*args[:-2], "--reward-model", "clip", "--output-dir", str(tmp_path / "bad")])
     assert bad.returncode == 2 and "NAME=PATH_OR_ID" in bad.stderr
+
+
+# ------------------------------------------------------------------------------------------------------ set-up checks
+def test_a_pipeline_without_a_negative_slot_is_refused(tmp_path, bases):
+    """LatentConsistencyModelPipeline swallows negative_prompt in **kwargs: every reward would be the same."""
+    from tiny_pipelines import tiny_lcm
+
+    with pytest.raises(ValueError, match="LatentConsistencyModelPipeline cannot use a negative prompt"):
+        _trainer(tiny_lcm(), bases, tmp_path)
+
+
+def test_an_output_dir_that_is_a_file_is_refused_first(tmp_path):
+    out = tmp_path / "out.txt"
+    out.write_text("not a folder", encoding="utf-8")
+    # The generator and pipeline below would fail to load: the output_dir error comes before any of that work.
+    with pytest.raises(ValueError, match=r"output_dir=.*out\.txt.* is an existing file"):
+        RLTrainer(
+            make_config(str(out)),
+            generator=str(tmp_path / "no-such-generator"),
+            pipeline=str(tmp_path / "no-such-pipeline"),
+            reward=LetterReward(),
+            prompts=PROMPTS,
+        )
+
+
+def test_reward_moves_to_the_training_device_and_lr_is_the_steps_own(tmp_path, pipe, bases):
+    class MovableReward(LetterReward):
+        device = None
+
+        def to(self, device):
+            self.device = torch.device(device)
+            return self
+
+    reward = MovableReward()
+    trainer = _trainer(pipe, bases, tmp_path, reward=reward, max_steps=3, warmup_steps=2, learning_rate=1e-3)
+    assert reward.device == trainer.accelerator.device
+    trainer.train()
+    # Linear warm-up over 2 steps: step 1 updates at half the rate, then the full rate.
+    assert [m["lr"] for m in trainer.log_history] == pytest.approx([5e-4, 1e-3, 1e-3])
+
+
+def test_sdxl_baseline_is_the_bare_pipeline_with_no_negative(tmp_path, bases):
+    """SDXL zeroes the negative embeddings only for a missing negative, so "" would not be the no-negative image."""
+    import numpy as np
+
+    from tiny_pipelines import tiny_sdxl
+
+    sdxl = tiny_sdxl()
+    kwargs = {"num_inference_steps": 2, "height": 32, "width": 32}
+    trainer = _trainer(sdxl, bases, tmp_path, baseline_image=True, pipeline_kwargs=kwargs)
+    rollout = trainer._sample(0)
+    trainer._make_images(rollout, 0)
+    seeds = [trainer._image_seed(0, pos) for pos in rollout.positions]
+
+    def bare(**negative):
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        return sdxl(prompt=rollout.prompts, generator=generators, output_type="pil", **negative, **kwargs).images
+
+    got = [np.asarray(im) for im in rollout.baseline_images]
+    assert len(got) == len(rollout.prompts) == 2
+    assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(got, bare()))
+    assert not all(np.array_equal(a, np.asarray(b)) for a, b in zip(got, bare(negative_prompt=[""] * 2)))

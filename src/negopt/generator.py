@@ -597,6 +597,19 @@ class NegOptGenerator:
         kwargs.setdefault("pad_token_id", self._pad_token_id)
         return kwargs
 
+    def encode_prompts(self, prompts: list[str], max_new_tokens: int | None = None) -> list[list[int]]:
+        """Token ids of ``prompts`` exactly as generation feeds them to the model: the prompt template applied, cut
+        to the model's input limit (the prompt is cut, never the template), unpadded.
+
+        Args:
+            prompts: The user prompts.
+            max_new_tokens: For a causal model, the room kept in its context for the output (as in generation).
+
+        Returns:
+            One list of token ids per prompt.
+        """
+        return self._encode(list(prompts), self._input_limit({"max_new_tokens": max_new_tokens}))
+
     def _input_limit(self, kwargs: dict[str, Any]) -> int:
         limit = self.max_input_tokens
         if not self.is_seq2seq:  # a causal model's context must also hold what it writes

@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING
 _LAZY = {
     "SFTConfig": "negopt.train.sft",
     "SFTTrainer": "negopt.train.sft",
-    "RLConfig": "negopt.train.rl",
-    "RLTrainer": "negopt.train.rl",
+    "RLConfig": "negopt.train.rl_config",
+    "RLTrainer": "negopt.train.rl_trainer",
 }
 
 __all__ = list(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from negopt.train.rl import RLConfig, RLTrainer
+    from negopt.train.rl_config import RLConfig
+    from negopt.train.rl_trainer import RLTrainer
     from negopt.train.sft import SFTConfig, SFTTrainer
 
 

@@ -1,25 +1,20 @@
 """Checkpoints of the RL trainer: ``output_dir/checkpoints/step-N``, written whole or not at all.
 
 A checkpoint is written into a hidden temporary folder beside the others and renamed into place when every file is
-there, so a run killed mid-write leaves no half checkpoint that a resume could pick. It holds the adapter weights
-(safetensors), the optimizer and scheduler state, each process's RNG state, and ``trainer_state.json`` (the step and
-the running reward statistics).
+there, so a run killed mid-write leaves no half checkpoint that a resume could pick. Its contents are accelerate's
+``save_state`` (optimizer, scheduler, every process's RNG state, a normalising reward's statistics) with the adapter
+weights (safetensors) in place of the model, and ``trainer_state.json`` (the step and counters), written last.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
-
-import torch
 
 from negopt.train.checkpointing import CHECKPOINTS_DIR, numbered_folders
 
 TRAINER_STATE_NAME = "trainer_state.json"
-OPTIMIZER_NAME = "optimizer.pt"
-SCHEDULER_NAME = "scheduler.pt"
 
 
 def checkpoint_path(output_dir: str | os.PathLike, step: int) -> str:
@@ -41,29 +36,6 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> str | None:
     """The newest complete checkpoint under ``output_dir``, or None."""
     found = list_checkpoints(output_dir)
     return found[-1][1] if found else None
-
-
-def rng_state() -> dict:
-    """This process's RNG states: torch (CPU and CUDA) as tensors, Python's as JSON-safe lists."""
-    state = {"torch": torch.get_rng_state(), "python": json.dumps(_to_lists(random.getstate()))}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` returned."""
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = json.loads(state["python"])
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _to_lists(value):
-    if isinstance(value, tuple | list):
-        return [_to_lists(v) for v in value]
-    return value
 
 
 def begin_checkpoint(output_dir: str | os.PathLike, step: int) -> str:
