@@ -601,7 +601,7 @@ def test_an_output_dir_that_is_a_file_is_refused_first(tmp_path):
     out = tmp_path / "out.txt"
     out.write_text("not a folder", encoding="utf-8")
     # The generator and pipeline below would fail to load: the output_dir error comes before any of that work.
-    with pytest.raises(ValueError, match=r"output_dir=.*out\.txt.* is an existing file"):
+    with pytest.raises(NotADirectoryError, match=r"output_dir=.*out\.txt.* exists and is a file"):
         RLTrainer(
             make_config(str(out)),
             generator=str(tmp_path / "no-such-generator"),

@@ -33,7 +33,7 @@ import torch
 from negopt.text import clean_negative, strip_echo
 from negopt.train import rl_checkpoint as ckpt
 from negopt.train import rl_objective as objective
-from negopt.train.checkpointing import SigtermFlag
+from negopt.train.checkpointing import SigtermFlag, check_output_dir
 from negopt.train.rl_config import RLConfig, RLTrainerState
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,8 @@ class RLTrainer:
 
     Raises:
         ValueError: Empty prompts, a batch that does not split among the processes, a non-LoRA peft model, a
-            pipeline with no negative slot (``negopt.pipeline.negative_slots``), an ``output_dir`` that is a file.
+            pipeline with no negative slot (``negopt.pipeline.negative_slots``).
+        NotADirectoryError: ``output_dir`` (or its ``checkpoints`` entry) is a file.
         TypeError: A generator, pipeline or reward of the wrong kind.
 
     Example:
@@ -117,11 +118,7 @@ class RLTrainer:
                 f"reward must be callable as reward(images=..., prompts=..., negative_prompts=...), "
                 f"got {type(reward).__name__}."
             )
-        if os.path.exists(config.output_dir) and not os.path.isdir(config.output_dir):
-            raise ValueError(
-                f"output_dir={config.output_dir!r} is an existing file, not a folder: the trainer writes the "
-                "generator, checkpoints and logs into a folder there. Choose another output_dir."
-            )
+        check_output_dir(config.output_dir)
         self.config = config
         self.reward = reward
         report_to = None if config.report_to in ("none", ["none"], []) else config.report_to
