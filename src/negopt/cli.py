@@ -155,13 +155,15 @@ def _generate_specs() -> list[CommandConfig]:
     ]
 
 
-def _add_generate(sub: argparse._SubParsersAction) -> None:
+def _add_generate(sub: argparse._SubParsersAction, full: bool = True) -> None:
     p = sub.add_parser(
         "generate",
         help="write negative prompts for prompts",
         description="Write a negative prompt for each prompt. Prompts come from the arguments, from -f FILE "
         "(one a line), or from standard input. Without --model the built-in generator is used (offline, no weights).",
     )
+    if not full:
+        return
     p.add_argument("prompts", nargs="*", metavar="PROMPT", help="prompts to write negatives for")
     _common_flags(p, _generate_specs())
     p.set_defaults(func=_run_generate)
@@ -278,20 +280,44 @@ def _common_flags(parser: argparse.ArgumentParser, specs: list[CommandConfig], t
         add_config_flags(parser, spec, taken)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``negopt`` argument parser (flags generated from the config dataclasses)."""
+def _command_of(argv: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The (sub)command words of ``argv`` (``("train", "rl")``), or None for all."""
+    if argv is None:
+        return None
+    words = [a for a in argv if not a.startswith("-")]
+    if words[:1] == ["train"]:
+        return tuple(words[:2])
+    return tuple(words[:1])
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``negopt`` argument parser, flags generated from the config dataclasses.
+
+    Args:
+        argv: The command line about to be parsed: only its command's flags are built (its configs imported), so
+            ``negopt generate`` does not import the trainers. None builds every command's flags.
+    """
     from negopt.cli_eval import add_eval
     from negopt.cli_train import add_train
+
+    wanted = _command_of(argv)
+
+    def full(*path: str) -> bool:
+        return (
+            wanted is None
+            or wanted[: len(path)] == path
+            or (len(wanted) < len(path) and path[: len(wanted)] == wanted)
+        )
 
     parser = argparse.ArgumentParser(prog="negopt", description="Negative prompts written for you.")
     parser.add_argument("--version", action="version", version=f"negopt {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    _add_generate(sub)
+    _add_generate(sub, full("generate"))
     _add_env(sub)
-    add_eval(sub, _common_flags)
-    add_train(sub, _common_flags)
+    add_eval(sub, _common_flags, full("eval"))
+    add_train(sub, _common_flags, full("train", "sft"), full("train", "rl"))
     return parser
 
 
@@ -315,7 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Setup (parsing, checking and loading what was asked for) reports a usage error in one line with status 2; the
     work itself raises its errors with their traceback.
     """
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         work = args.func(args)

@@ -82,7 +82,7 @@ def eval_specs() -> list[CommandConfig]:
     ]
 
 
-def add_eval(sub: argparse._SubParsersAction, common_flags: Callable) -> None:
+def add_eval(sub: argparse._SubParsersAction, common_flags: Callable, full: bool = True) -> None:
     p = sub.add_parser(
         "eval",
         help="compare negative prompts on a pipeline: report, image grid, bar chart",
@@ -91,8 +91,9 @@ def add_eval(sub: argparse._SubParsersAction, common_flags: Callable) -> None:
         "CLIP score, Inception Score by default) and write report.json, report.md, grid.png and metrics.png to "
         "--output-dir. Rerunning with the same --output-dir reuses the images already rendered.",
     )
-    common_flags(p, eval_specs())
-    p.set_defaults(func=run_eval)
+    if full:
+        common_flags(p, eval_specs())
+        p.set_defaults(func=run_eval)
 
 
 def _parse_generators(specs: list[str], builtin: bool) -> dict[str, str]:

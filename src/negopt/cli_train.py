@@ -300,7 +300,9 @@ def _run_rl(args: argparse.Namespace) -> Callable[[], int]:
 
 
 # ----------------------------------------------------------------------------------------------------- parser
-def add_train(sub: argparse._SubParsersAction, common_flags: Callable) -> None:
+def add_train(
+    sub: argparse._SubParsersAction, common_flags: Callable, full_sft: bool = True, full_rl: bool = True
+) -> None:
     p = sub.add_parser(
         "train",
         help="fine-tune a negative-prompt generator (sft, rl)",
@@ -316,15 +318,17 @@ def add_train(sub: argparse._SubParsersAction, common_flags: Callable) -> None:
         "--config FILE.yaml takes SFTConfig's keys; flags given on the command line override the file. The output "
         "folder loads with NegOptGenerator.from_pretrained and `negopt generate --model`.",
     )
-    _resume_flag(sft)
-    common_flags(sft, sft_specs(), {"--resume"})
-    sft.set_defaults(func=_run_sft)
+    if full_sft:
+        _resume_flag(sft)
+        common_flags(sft, sft_specs(), {"--resume"})
+        sft.set_defaults(func=_run_sft)
     rl = train_sub.add_parser(
         "rl",
         help="reinforcement learning against image rewards",
         description="Train a generator's LoRA adapter with policy gradients against an image reward. --config "
         "FILE.yaml takes RLConfig's keys plus generator, pipeline, reward, prompts; flags override it.",
     )
-    _resume_flag(rl)
-    common_flags(rl, rl_specs(), {"--resume"})
-    rl.set_defaults(func=_run_rl)
+    if full_rl:
+        _resume_flag(rl)
+        common_flags(rl, rl_specs(), {"--resume"})
+        rl.set_defaults(func=_run_rl)
