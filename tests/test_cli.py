@@ -254,9 +254,9 @@ def test_errors_raised_by_the_work_show_their_traceback(tmp_path, capsys):
     folder = save_tiny_t5(tmp_path / "gen")
     # Setup accepts it; transformers refuses it while generating. That error is the work's: main() lets it through
     # (the interpreter prints its traceback, exit 1) instead of a one-line exit 2 that hides where it came from.
-    with pytest.raises(ValueError, match="num_beams") as e:
+    with pytest.raises(Exception) as e:  # noqa: PT011 - whatever transformers raises; SystemExit would not match
         main(["generate", "--model", folder, "--generation-kwargs", "num_beams=0", "a cat"])
-    assert not isinstance(e.value, SystemExit) and e.traceback[-1].path != __file__
+    assert not isinstance(e.value, UsageError) and "site-packages" in str(e.traceback[-1].path)
 
 
 def test_generate_into_a_closed_pipe_exits_quietly(tmp_path):
