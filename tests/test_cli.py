@@ -70,9 +70,9 @@ def _negopt(*args, **kw):
 
 
 def _specs():
-    from negopt.cli import _generate_specs
+    from negopt.cli import generate_specs
 
-    return {"generate": _generate_specs(), "eval": eval_specs(), "train sft": sft_specs(), "train rl": rl_specs()}
+    return {"generate": generate_specs(), "eval": eval_specs(), "train sft": sft_specs(), "train rl": rl_specs()}
 
 
 # ----------------------------------------------------------------------------------------------- flags from configs
@@ -262,10 +262,7 @@ def test_errors_raised_by_the_work_show_their_traceback(tmp_path, capsys):
 def test_generate_into_a_closed_pipe_exits_quietly(tmp_path):
     prompts = tmp_path / "many.txt"
     prompts.write_text("a portrait photo of an old fisherman\n" * 3000, encoding="utf-8")
-    code = (
-        f"set -o pipefail; {sys.executable} -m negopt generate -f {prompts} | head -1 > /dev/null; "
-        'echo "status=$?"'
-    )
+    code = f'set -o pipefail; {sys.executable} -m negopt generate -f {prompts} | head -1 > /dev/null; echo "status=$?"'
     res = subprocess.run(["bash", "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
     assert "status=141" in res.stdout and res.stderr == "", res.stderr[-2000:]
 

@@ -137,7 +137,7 @@ class GenerateArgs:
     local_files_only: bool = False
 
 
-def _generate_specs() -> list[CommandConfig]:
+def generate_specs() -> list[CommandConfig]:
     from negopt.config import NegOptConfig
 
     return [
@@ -165,7 +165,7 @@ def _add_generate(sub: argparse._SubParsersAction, full: bool = True) -> None:
     if not full:
         return
     p.add_argument("prompts", nargs="*", metavar="PROMPT", help="prompts to write negatives for")
-    _common_flags(p, _generate_specs())
+    _common_flags(p, generate_specs())
     p.set_defaults(func=_run_generate)
 
 
@@ -190,7 +190,7 @@ def _read_lines(args: argparse.Namespace, run: GenerateArgs) -> list[str]:
 
 
 def _run_generate(args: argparse.Namespace) -> Callable[[], int]:
-    run_settings, config_settings = collect_settings(args, _generate_specs(), args.config)
+    run_settings, config_settings = collect_settings(args, generate_specs(), args.config)
     run = build(GenerateArgs, run_settings, "negopt generate")
     if run.num_candidates < 1:
         raise UsageError(f"--num-candidates must be at least 1, got {run.num_candidates}")

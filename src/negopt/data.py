@@ -425,30 +425,23 @@ def _looks_like_path(source: str) -> bool:
 
 
 def _read_prompt_file(path: str) -> list[Any]:
-    """The items of a local prompt file: lines of a ``.txt``, records of ``.jsonl`` / ``.json``, rows of ``.csv`` /
-    ``.parquet`` (as dicts)."""
-    suffix = os.path.splitext(path)[1].lower()
+    """The items of a local prompt file: the lines of a ``.txt`` (or any other text file), else the records of a
+    ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file (strings, or dicts)."""
+    if path.lower().endswith(_LOCAL_SUFFIXES):
+        if path.lower().endswith(".json"):  # a JSON list may hold strings, which _read_local does not take
+            try:
+                with open(path, encoding="utf-8") as f:
+                    items = json.load(f)
+                if isinstance(items, list):
+                    return items
+            except ValueError:
+                pass  # JSON Lines, or malformed: _read_local reports it
+        return _read_local(path).to_list()
     try:
-        if suffix in (".csv", ".parquet"):
-            return _read_local(path).to_list() if suffix == ".parquet" else _read_csv_rows(path)
         with open(path, encoding="utf-8") as f:
-            if suffix == ".jsonl":
-                return [json.loads(line) for line in f if line.strip()]
-            if suffix == ".json":
-                items = json.load(f)
-                if not isinstance(items, list):
-                    raise ValueError(f"expected a JSON list, got {type(items).__name__}")
-                return items
-            return f.read().splitlines()  # .txt, or any other text file: one prompt a line
-    except (OSError, ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+            return f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"cannot read prompts from {path!r}: {e}") from e
-
-
-def _read_csv_rows(path: str) -> list[dict[str, Any]]:
-    import csv
-
-    with open(path, encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def load_prompts(
