@@ -9,11 +9,13 @@ the file, and the file overrides the dataclass defaults.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
+import os
 import re
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,7 +30,17 @@ __all__ = [
     "collect_settings",
     "flag_name",
     "build",
+    "check_device",
+    "loading",
+    "setup_step",
+    "EXIT_USAGE",
+    "EXIT_SIGTERM",
+    "EXIT_BROKEN_PIPE",
 ]
+
+EXIT_USAGE = 2
+EXIT_SIGTERM = 143  # 128 + SIGTERM, as a shell reports a process that SIGTERM stopped
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 
 class UsageError(Exception):
@@ -295,3 +307,81 @@ def build(cls: type, settings: Mapping[str, Any], what: str) -> Any:
         return cls(**settings)
     except (ValueError, TypeError) as e:
         raise UsageError(f"{what}: {e}") from e
+
+
+# ------------------------------------------------------------------------------- setup: before any work starts
+def check_device(device: str | None, flag: str = "--device") -> None:
+    """Refuse a device string torch cannot parse, or a device this machine's torch cannot use, before loading.
+
+    Raises:
+        UsageError: With the fix.
+    """
+    if device is None:
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError(f"{flag} {device!r} is not a device; use cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(
+                f"{flag} {device!r}: this torch has no usable CUDA device (torch.cuda.is_available() is False); "
+                "use --device cpu, or install a CUDA build of torch on a machine with a GPU"
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise UsageError(f"{flag} {device!r}: there are only {torch.cuda.device_count()} CUDA device(s)")
+    elif parsed.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError(f"{flag} {device!r}: MPS is not available on this machine; use --device cpu")
+
+
+def _corrupt_safetensors(name: str) -> list[str]:
+    """The ``.safetensors`` files under a local folder (or the file itself) that safetensors cannot open."""
+    if not os.path.exists(name):
+        return []
+    from safetensors import safe_open
+
+    files = [name] if os.path.isfile(name) else []
+    for root, _, names in os.walk(name) if os.path.isdir(name) else []:
+        files += [os.path.join(root, n) for n in names if n.endswith(".safetensors")]
+    bad = []
+    for path in sorted(files):
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except Exception:  # safetensors' own error type: the file is corrupt or truncated
+            bad.append(path)
+    return bad
+
+
+@contextlib.contextmanager
+def loading(flag: str, name: str) -> Iterator[None]:
+    """Turn a failure to load a model (a missing folder, a corrupt weights file, a hub error) into one line that
+    names the flag, the model and, for a corrupt safetensors file, the file."""
+    try:
+        yield
+    except (UsageError, ImportError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        hint = ""
+        if "safetensor" in type(e).__name__.lower() or "header" in str(e).lower():
+            bad = _corrupt_safetensors(os.fspath(name))
+            if bad:
+                hint = f"; corrupt or incomplete weights file(s): {', '.join(bad)} (download or save it again)"
+        raise UsageError(f"cannot load {flag} {name!r}: {type(e).__name__}: {e}{hint}") from e
+
+
+def setup_step(what: str) -> contextlib.AbstractContextManager:
+    """A config or trainer being built from the user's settings: its ValueError/TypeError/OSError is a usage error."""
+    return _SetupStep(what)
+
+
+class _SetupStep(contextlib.AbstractContextManager):
+    def __init__(self, what: str):
+        self.what = what
+
+    def __exit__(self, kind, error, tb):
+        if isinstance(error, (ValueError, TypeError, OSError)) and not isinstance(error, UsageError):
+            raise UsageError(f"{self.what}: {error}") from error
+        return False

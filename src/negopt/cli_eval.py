@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from negopt.cli_args import CommandConfig, UsageError, build, collect_settings
+from negopt.cli_args import CommandConfig, UsageError, build, check_device, collect_settings, loading, setup_step
 
 __all__ = ["EvalRunArgs", "eval_specs", "add_eval"]
 
@@ -82,7 +82,7 @@ def eval_specs() -> list[CommandConfig]:
     ]
 
 
-def add_eval(sub: argparse._SubParsersAction, common_flags: Callable, full: bool = True) -> None:
+def add_eval(sub: Any, common_flags: Callable, full: bool = True) -> None:
     p = sub.add_parser(
         "eval",
         help="compare negative prompts on a pipeline: report, image grid, bar chart",
@@ -110,7 +110,6 @@ def _parse_generators(specs: list[str], builtin: bool) -> dict[str, str]:
 
 def run_eval(args: argparse.Namespace) -> Callable[[], int]:
     """Check and load everything ``negopt eval`` needs; returns the evaluation itself, to run."""
-    from negopt.cli import check_device, loading, setup_step
     from negopt.data import load_prompts
     from negopt.eval import EvalConfig
     from negopt.eval.metrics import METRIC_NAMES

@@ -14,11 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from negopt.cli_args import CommandConfig, UsageError, build, collect_settings, flag_name
+from negopt.cli_args import (
+    EXIT_SIGTERM,
+    CommandConfig,
+    UsageError,
+    build,
+    collect_settings,
+    flag_name,
+    loading,
+    setup_step,
+)
 
 __all__ = ["RLRunArgs", "sft_specs", "rl_specs", "add_train", "parse_reward_models"]
-
-EXIT_SIGTERM = 143
 
 
 @dataclass
@@ -96,7 +103,6 @@ def sft_specs() -> list[CommandConfig]:
 
 
 def _run_sft(args: argparse.Namespace) -> Callable[[], int]:
-    from negopt.cli import setup_step
     from negopt.train import SFTConfig, SFTTrainer
 
     given = vars(args)
@@ -244,7 +250,6 @@ def _import_callable(spec: str):
 
 
 def _run_rl(args: argparse.Namespace) -> Callable[[], int]:
-    from negopt.cli import loading, setup_step
     from negopt.data import load_prompts
     from negopt.train import RLConfig, RLTrainer
 
@@ -300,9 +305,7 @@ def _run_rl(args: argparse.Namespace) -> Callable[[], int]:
 
 
 # ----------------------------------------------------------------------------------------------------- parser
-def add_train(
-    sub: argparse._SubParsersAction, common_flags: Callable, full_sft: bool = True, full_rl: bool = True
-) -> None:
+def add_train(sub: Any, common_flags: Callable, full_sft: bool = True, full_rl: bool = True) -> None:
     p = sub.add_parser(
         "train",
         help="fine-tune a negative-prompt generator (sft, rl)",
