@@ -319,3 +319,89 @@ def test_aesthetic_reward_loads_offline_from_folders_given_as_flags(tmp_path):
     reward = build_reward(run["reward"], models=parse_reward_models(run["reward_models"]))
     scores = reward(images=[color_image("red"), color_image("blue")], prompts=["a", "b"], negative_prompts=["", ""])
     assert len(scores) == 2 and all(isinstance(float(s), float) for s in scores)
+
+
+# ------------------------------------------------------------------------------------------------- layering
+def _negopt_imports(path: str) -> set[str]:
+    import ast
+
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("negopt"):
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("negopt"))
+    return names
+
+
+def test_imports_stay_layered():
+    src = os.path.join(os.path.dirname(HERE), "src", "negopt")
+    layers = {  # module -> negopt packages it must not import (nothing imports cli; lower layers not the upper)
+        "cli_args.py": ("negopt.cli", "negopt.train", "negopt.eval"),
+        "cli_eval.py": ("negopt.cli",),
+        "cli_train.py": ("negopt.cli",),
+        "values.py": ("negopt.",),
+        "data.py": ("negopt.cli", "negopt.train", "negopt.eval", "negopt.pipeline", "negopt.generator"),
+        "config.py": ("negopt.cli", "negopt.train", "negopt.eval", "negopt.pipeline", "negopt.generator"),
+    }
+    for name in os.listdir(os.path.join(src, "eval")):
+        if name.endswith(".py"):
+            layers[os.path.join("eval", name)] = ("negopt.cli", "negopt.train")
+    for module, forbidden in layers.items():
+        for imported in _negopt_imports(os.path.join(src, module)):
+            bad = [f for f in forbidden if imported == f or imported.startswith(f if f.endswith(".") else f + ".")]
+            assert not bad or imported in ("negopt.cli_args", "negopt.cli_eval", "negopt.cli_train"), (
+                module,
+                imported,
+            )
+            assert "._" not in imported, (module, imported)  # no other module's private parts
+
+
+def test_negopt_generate_imports_no_torch():
+    code = (
+        "import sys; from negopt.cli import main; rc = main(['generate', 'a cat']); "
+        "assert rc == 0 and 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:3]"
+    )
+    res = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------------- one trainer story
+_TERM = {"calls": 0}
+
+
+def sigterm_on_first_call(images, prompts=None, negative_prompts=None, **kwargs):
+    """A reward that sends this process SIGTERM the first time it is called (as a cluster's scheduler would)."""
+    import signal
+
+    _TERM["calls"] += 1
+    if _TERM["calls"] == 1:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return [float(len(n or "")) for n in (negative_prompts or [""] * len(images))]
+
+
+def test_rl_sigterm_exits_143_resumes_and_refuses_an_unresumed_rerun(tmp_path, capsys):
+    from negopt.train.rl_checkpoint import list_checkpoints
+    from tiny import save_tiny_t5
+    from tiny_pipelines import save_tiny_sd
+
+    generator, pipeline = save_tiny_t5(tmp_path / "gen"), save_tiny_sd(tmp_path / "sd")
+    (tmp_path / "p.txt").write_text("a red fox\na cat\n", encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["train", "rl", "--generator", generator, "--pipeline", pipeline, "--prompts", str(tmp_path / "p.txt"),
+            "--reward-fn", "test_cli:sigterm_on_first_call", "--output-dir", str(out), "--max-steps", "2",
+            "--save-steps", "0", "--batch-size", "2", "--num-candidates", "2", "--lora-r", "2",
+            "--max-new-tokens", "4", "--num-inference-steps", "1", "--height", "32", "--width", "32",
+            "--sample-steps", "0"]  # fmt: skip
+    _TERM["calls"] = 0
+    assert main(argv) == 143  # as for SFT: a checkpoint, then 143
+    assert [step for step, _ in list_checkpoints(str(out))] == [1]
+    assert "Run the same command with --resume" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:  # the same command without --resume would overwrite that run
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "already holds checkpoints" in err and "Traceback" not in err
+    assert main([*argv, "--resume"]) == 0
+    assert "trained 2 steps" in capsys.readouterr().out
