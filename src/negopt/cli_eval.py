@@ -19,7 +19,8 @@ class EvalRunArgs:
     Args:
         pipeline: A diffusers pipeline folder or hub id (required); it must have a ``negative_prompt`` argument.
         revision: Hub revision of ``pipeline``.
-        generator: A generator to evaluate as ``NAME=PATH_OR_ID``, named NAME in the report (repeatable).
+        generator: A generator to evaluate as ``NAME=PATH_OR_ID``, named NAME in the report (repeatable; in
+            ``--config`` also a mapping of names to paths).
         builtin: Include the built-in generator as the condition ``builtin``.
         prompts: A ``.txt`` (one prompt a line), ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file (``prompt``
             and optionally ``negative_prompt``), a saved dataset folder, or a hub dataset id (required).
@@ -43,7 +44,7 @@ class EvalRunArgs:
 
     pipeline: str | None = None
     revision: str | None = None
-    generator: list[str] | None = None
+    generator: list[str] | dict[str, str] | None = None
     builtin: bool = True
     prompts: str | None = None
     split: str | None = None
@@ -126,7 +127,8 @@ def run_eval(args: argparse.Namespace) -> Callable[[], int]:
     unknown = [m for m in metric_names if m not in METRIC_NAMES]
     if unknown:
         raise UsageError(f"--metric {unknown[0]!r} is not a metric; choose from {', '.join(METRIC_NAMES)}")
-    generators = _parse_generators(run.generator or [], run.builtin)
+    specs = [f"{k}={v}" for k, v in run.generator.items()] if isinstance(run.generator, dict) else run.generator
+    generators = _parse_generators(specs or [], run.builtin)
     check_device(run.device)
     with setup_step(f"--prompts {run.prompts!r}"):
         prompts = load_prompts(

@@ -46,8 +46,8 @@ class RLRunArgs:
             ``{aesthetic: {clip_model: ..., head: ...}}`` also works.
         normalize_rewards: Standardise each reward term by its running mean and std before weighting.
         prompts: The training prompts: a ``.txt`` file (one prompt a line), a ``.jsonl`` / ``.json`` / ``.csv`` /
-            ``.parquet`` file, a saved dataset folder or a hub dataset id (see :func:`negopt.data.load_prompts`);
-            required.
+            ``.parquet`` file, a saved dataset folder or a hub dataset id (see :func:`negopt.data.load_prompts`), or
+            in ``--config`` a list of prompts; required.
         prompt_split: Keep only the prompts that :func:`negopt.data.split_of` puts in this split; None: ``train``
             for a dataset (NegOpt's validation and test prompts stay out of RL), every prompt of a ``.txt`` file.
     """
@@ -58,7 +58,7 @@ class RLRunArgs:
     reward_fn: str | None = None
     reward_models: list[str] | dict[str, Any] | None = None
     normalize_rewards: bool = False
-    prompts: str | None = None
+    prompts: str | list[str] | None = None
     prompt_split: str | None = None
 
 
@@ -268,7 +268,8 @@ def _run_rl(args: argparse.Namespace) -> Callable[[], int]:
     if run.reward_fn and (run.reward_models or run.normalize_rewards):
         raise UsageError("--reward-model and --normalize-rewards go with --reward, not --reward-fn")
     config = build(RLConfig, settings, "negopt train rl")
-    split = run.prompt_split or (None if run.prompts.lower().endswith(".txt") else "train")
+    listed = not isinstance(run.prompts, str) or run.prompts.lower().endswith(".txt")
+    split = run.prompt_split or (None if listed else "train")
     with setup_step(f"--prompts {run.prompts!r}"):
         prompts = load_prompts(run.prompts, heldout_split=split, split=("train",))
     if run.reward_fn:
