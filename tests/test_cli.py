@@ -227,6 +227,13 @@ def test_a_corrupt_weights_file_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["generate", "--debug", "--model", folder, "a cat"])
     assert "Traceback" in capsys.readouterr().err  # --debug shows where it came from
+    (tmp_path / "p.txt").write_text("a cat\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as e:  # the trainers load it too: the same one line
+        main(["train", "rl", "--generator", folder, "--pipeline", str(tmp_path / "no-pipeline"), "--prompts",
+              str(tmp_path / "p.txt"), "--reward-fn", "test_cli:sigterm_on_first_call", "--output-dir",
+              str(tmp_path / "out")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and os.path.join(folder, "model.safetensors") in err and "Traceback" not in err
 
 
 def test_eval_steps_zero_is_a_usage_error(tmp_path, capsys):

@@ -255,7 +255,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def _fail(parser: argparse.ArgumentParser, args: argparse.Namespace, error: BaseException) -> None:
     if getattr(args, "debug", False):
         traceback.print_exception(error.__cause__ or error)
-    parser.exit(EXIT_USAGE, f"negopt {args.command}: error: {error}\n")
+    command = " ".join(x for x in (args.command, getattr(args, "train_command", None)) if x)
+    parser.exit(EXIT_USAGE, f"negopt {command}: error: {error}\n")
 
 
 def _quiet_broken_pipe() -> int:

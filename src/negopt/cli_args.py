@@ -355,6 +355,18 @@ def _corrupt_safetensors(name: str) -> list[str]:
     return bad
 
 
+def _corrupt_hint(error: BaseException, names: Iterable[str]) -> str:
+    """For a safetensors error, the corrupt weights files under the local folders ``names`` ("" if none)."""
+    if "safetensor" not in type(error).__name__.lower() and "header" not in str(error).lower():
+        return ""
+    bad = [path for name in names for path in _corrupt_safetensors(os.fspath(name))]
+    return f"; corrupt or incomplete weights file(s): {', '.join(bad)} (download or save it again)" if bad else ""
+
+
+def _is_safetensors_error(error: BaseException) -> bool:
+    return "safetensor" in type(error).__name__.lower()
+
+
 @contextlib.contextmanager
 def loading(flag: str, name: str) -> Iterator[None]:
     """Turn a failure to load a model (a missing folder, a corrupt weights file, a hub error) into one line that
@@ -364,24 +376,18 @@ def loading(flag: str, name: str) -> Iterator[None]:
     except (UsageError, ImportError, KeyboardInterrupt):
         raise
     except Exception as e:
-        hint = ""
-        if "safetensor" in type(e).__name__.lower() or "header" in str(e).lower():
-            bad = _corrupt_safetensors(os.fspath(name))
-            if bad:
-                hint = f"; corrupt or incomplete weights file(s): {', '.join(bad)} (download or save it again)"
-        raise UsageError(f"cannot load {flag} {name!r}: {type(e).__name__}: {e}{hint}") from e
+        raise UsageError(f"cannot load {flag} {name!r}: {type(e).__name__}: {e}{_corrupt_hint(e, [name])}") from e
 
 
-def setup_step(what: str) -> contextlib.AbstractContextManager:
-    """A config or trainer being built from the user's settings: its ValueError/TypeError/OSError is a usage error."""
-    return _SetupStep(what)
-
-
-class _SetupStep(contextlib.AbstractContextManager):
-    def __init__(self, what: str):
-        self.what = what
-
-    def __exit__(self, kind, error, tb):
-        if isinstance(error, (ValueError, TypeError, OSError)) and not isinstance(error, UsageError):
-            raise UsageError(f"{self.what}: {error}") from error
-        return False
+@contextlib.contextmanager
+def setup_step(what: str, models: Iterable[str] = ()) -> Iterator[None]:
+    """A config or trainer being built from the user's settings (loading ``models``): its ValueError, TypeError,
+    OSError or safetensors error is a usage error, with any corrupt weights file under ``models`` named."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except Exception as e:
+        if not isinstance(e, (ValueError, TypeError, OSError)) and not _is_safetensors_error(e):
+            raise
+        raise UsageError(f"{what}: {e}{_corrupt_hint(e, [m for m in models if isinstance(m, str)])}") from e

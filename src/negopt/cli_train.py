@@ -115,7 +115,7 @@ def _run_sft(args: argparse.Namespace) -> Callable[[], int]:
     if isinstance(settings.get("warmup_steps"), float) and settings["warmup_steps"] >= 1:
         settings["warmup_steps"] = int(settings["warmup_steps"])
     config = build(SFTConfig, settings, "negopt train sft")
-    with setup_step("negopt train sft"):
+    with setup_step("negopt train sft", [config.model]):
         trainer = SFTTrainer(config)
 
     def work() -> int:
@@ -281,7 +281,7 @@ def _run_rl(args: argparse.Namespace) -> Callable[[], int]:
         weights = [f"{k}={v}" for k, v in run.reward.items()] if isinstance(run.reward, dict) else run.reward
         with loading("--reward", ", ".join(weights)):
             reward = build_reward(weights, models=models, normalize=run.normalize_rewards)
-    with setup_step("negopt train rl"):
+    with setup_step("negopt train rl", [run.generator, run.pipeline]):
         trainer = RLTrainer(config, generator=run.generator, pipeline=run.pipeline, reward=reward, prompts=prompts)
 
     def work() -> int:
