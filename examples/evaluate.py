@@ -16,7 +16,6 @@ On a GPU (the metric models download by hub id unless you give folders)::
 from __future__ import annotations
 
 import argparse
-import json
 
 PROMPTS = [
     "a portrait photo of an old fisherman, detailed, 8k",
@@ -24,13 +23,6 @@ PROMPTS = [
     "a misty mountain lake at sunrise, oil painting",
     "a red sports car on a coastal road, golden hour",
 ]
-
-
-def read_prompts(path: str) -> list:
-    """A .txt file (one prompt a line) or .jsonl (objects with ``prompt`` and optionally ``negative_prompt``)."""
-    with open(path, encoding="utf-8") as f:
-        lines = [line.strip() for line in f if line.strip()]
-    return [json.loads(line) for line in lines] if path.endswith(".jsonl") else lines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,7 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="diffusers pipeline: hub id or folder (default: %(default)s)",
     )
     parser.add_argument("--generator", action="append", default=[], metavar="NAME=PATH", help="(repeatable)")
-    parser.add_argument("--prompts", help="a .txt or .jsonl file (default: a few built-in prompts)")
+    parser.add_argument(
+        "--prompts", help="a .txt, .jsonl, .csv or .parquet file, or a dataset (default: a few built-in prompts)"
+    )
     parser.add_argument("--output-dir", default="out/eval", help="where the report goes (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=25, help="denoising steps (default: %(default)s)")
     parser.add_argument(
@@ -66,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     from diffusers import DiffusionPipeline
 
     from negopt import BuiltinGenerator, NegOptGenerator
-    from negopt.eval import default_metrics, evaluate
+    from negopt.data import load_prompts
+    from negopt.eval import EvalConfig, default_metrics, evaluate
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.float16 if device.startswith("cuda") else None
@@ -87,12 +82,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     report = evaluate(
         pipe,
-        read_prompts(args.prompts) if args.prompts else PROMPTS,
+        load_prompts(args.prompts, negatives=True) if args.prompts else PROMPTS,
         generators=generators,
         metrics=metrics,
-        output_dir=args.output_dir,
-        pipeline_kwargs={"num_inference_steps": args.steps},
-        num_bootstrap=args.bootstrap,
+        config=EvalConfig(
+            output_dir=args.output_dir,
+            pipeline_kwargs={"num_inference_steps": args.steps},
+            num_bootstrap=args.bootstrap,
+        ),
     )
     with open(report["files"]["report_md"], encoding="utf-8") as f:
         print(f.read())

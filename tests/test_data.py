@@ -66,6 +66,8 @@ def test_each_cleaning_rule_is_applied_and_counted():
     assert kept == {("a cat", "blurry"), ("a red car", "blurry, text")}
     assert summary.rows_in == 10 and summary.rows_out == 2
     assert summary.dropped == {
+        "prompt_not_text": 0,
+        "negative_not_text": 0,
         "empty_prompt": 2,
         "empty_negative": 2,
         "min_likes": 1,
@@ -178,3 +180,64 @@ def test_bad_arguments():
         load_negative_prompts(ds, validation_size=0.5, test_size=0.5)
     with pytest.raises(ValueError, match="max_prompt_length"):
         load_negative_prompts(ds, max_prompt_length=0)
+
+
+# ---------------------------------------------------------------------------------------------- numeric cells
+def test_numbers_are_counted_as_not_text_not_as_empty():
+    numeric = datasets.Dataset.from_dict({"prompt": [1, 2], "negative_prompt": ["blurry", "ugly"]})
+    with pytest.raises(ValueError, match=r"'prompt_not_text': 2, 'negative_not_text': 0, 'empty_prompt': 0"):
+        load_negative_prompts(numeric, **NO_SPLIT)
+    numeric = datasets.Dataset.from_dict({"prompt": ["a cat", "a dog"], "negative_prompt": [3.5, 4.0]})
+    with pytest.raises(ValueError, match=r"'negative_not_text': 2, 'empty_prompt': 0, 'empty_negative': 0"):
+        load_negative_prompts(numeric, **NO_SPLIT)
+
+
+# ----------------------------------------------------------------------------------------------- load_prompts
+def test_load_prompts_reads_every_format_alike(tmp_path):
+    from negopt.data import load_prompts
+
+    rows = [{"prompt": "a cat", "negative_prompt": "blurry"}, {"prompt": "a dog", "negative_prompt": None}]
+    (tmp_path / "p.txt").write_text("a cat\n\n  a dog  \n", encoding="utf-8")
+    _write_jsonl(tmp_path / "p.jsonl", rows)
+    (tmp_path / "p.json").write_text(json.dumps(["a cat", {"prompt": "a dog"}]), encoding="utf-8")
+    ds = datasets.Dataset.from_list(
+        [{"prompt": "a cat", "negative_prompt": "blurry"}, {"prompt": "a dog", "negative_prompt": ""}]
+    )
+    ds.to_csv(str(tmp_path / "p.csv"), index=False)
+    ds.to_parquet(str(tmp_path / "p.parquet"))
+    datasets.DatasetDict({"train": ds, "test": ds.select([1])}).save_to_disk(str(tmp_path / "saved"))
+    for name in ("p.txt", "p.jsonl", "p.json", "p.csv", "p.parquet"):
+        assert load_prompts(str(tmp_path / name)) == ["a cat", "a dog"], name
+    assert load_prompts(str(tmp_path / "p.jsonl"), negatives=True) == [
+        {"prompt": "a cat", "negative_prompt": "blurry"},
+        {"prompt": "a dog", "negative_prompt": None},
+    ]
+    assert load_prompts(str(tmp_path / "p.csv"), negatives=True)[1]["negative_prompt"] is None  # an empty cell
+    assert load_prompts(str(tmp_path / "saved"), split=("test",)) == ["a dog"]
+    assert load_prompts(str(tmp_path / "saved")) == ["a cat", "a dog"]  # the first split
+    assert load_prompts(ds, num_prompts=1) == ["a cat"] and load_prompts(["a", " ", "b"]) == ["a", "b"]
+    kept = load_prompts([f"prompt number {i}" for i in range(200)], heldout_split="test")
+    assert kept and len(kept) < 40 and all(split_of(p) == "test" for p in kept)
+
+
+def test_load_prompts_errors_name_the_problem(tmp_path):
+    from negopt.data import load_prompts
+
+    with pytest.raises(FileNotFoundError, match="no such file: 'missing.txt'"):
+        load_prompts("missing.txt")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_prompts("./data/prompts")
+    with pytest.raises(ValueError, match=r"item 1: the prompt 42 is a int, not text"):
+        load_prompts(["a cat", 42])
+    _write_jsonl(tmp_path / "bad.jsonl", [{"text": "a cat"}])
+    with pytest.raises(ValueError, match=r"item 0 has no 'prompt' key \(keys: \['text'\]\)"):
+        load_prompts(str(tmp_path / "bad.jsonl"))
+    assert load_prompts(str(tmp_path / "bad.jsonl"), prompt_column="text") == ["a cat"]
+    (tmp_path / "blank.txt").write_text("\n  \n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no prompts in"):
+        load_prompts(str(tmp_path / "blank.txt"))
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"prompt": ["a"]})}).save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(ValueError, match=r"no split 'test' \(splits: train\)"):
+        load_prompts(str(tmp_path / "dd"), split="test")
+    with pytest.raises(ValueError, match="cannot be loaded as a hub dataset"):
+        load_prompts("someone/prompts")  # HF_HUB_OFFLINE: a hub id fails with its own message

@@ -58,9 +58,9 @@ class CountingPipeline:
         self.pipeline = pipeline
         self.images = 0
 
-    def __call__(self, **kwargs):
-        self.images += len(kwargs["prompt"])
-        return self.pipeline(**kwargs)
+    def __call__(self, prompt, negative_prompt=None, **kwargs):  # a named negative slot, as negative_slots() asks
+        self.images += len(prompt)
+        return self.pipeline(prompt=prompt, negative_prompt=negative_prompt, **kwargs)
 
 
 def constant(text):
@@ -281,3 +281,93 @@ def test_cli_eval_with_a_saved_generator(models, tmp_path):
     assert all(negatives) and negatives == NegOptGenerator.from_pretrained(generator_dir)(
         ["a photo of red", "a photo of blue"]
     )
+
+
+# ------------------------------------------------------------------------------------------- negative slot
+def test_a_pipeline_without_a_negative_slot_is_refused(metrics, tmp_path, capsys):
+    from negopt.cli import main
+    from tiny_pipelines import tiny_lcm
+
+    lcm = tiny_lcm()  # its __call__ takes **kwargs and would swallow negative_prompt: same images for every negative
+    with pytest.raises(ValueError, match="LatentConsistencyModelPipeline cannot use a negative prompt"):
+        evaluate(lcm, ["a"], generators={"g": constant("blurry")}, metrics=metrics, output_dir=tmp_path / "e")
+    assert not (tmp_path / "e" / "images").exists()  # refused before rendering anything
+    lcm.save_pretrained(tmp_path / "lcm")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a photo of red\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--pipeline", str(tmp_path / "lcm"), "--prompts", str(prompts), "--output-dir",
+              str(tmp_path / "out"), "--local-files-only"])  # fmt: skip
+    err = capsys.readouterr().err  # progress bars of the save and the load, then the error
+    assert e.value.code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1].startswith("negopt eval: error: ") and "cannot use a negative prompt" in err
+
+
+# ------------------------------------------------------------------------------------ Inception Score interval
+def _is_reference(logits: np.ndarray) -> float:
+    """The Inception Score written out: exp(mean_x KL(p(y|x) || p(y))), p(y) the set's mean of p(y|x)."""
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    marginal = p.mean(axis=0)
+    return float(np.exp(np.mean(np.sum(p * (np.log(p) - np.log(marginal)), axis=1))))
+
+
+def _synthetic_logits(n: int, classes: int = 32, seed: int = 0) -> np.ndarray:
+    """Confident predictions spread over many classes: a diverse set, whose score duplicates would lower most."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, classes))
+    logits[np.arange(n), rng.integers(0, classes, n)] += 6.0
+    return logits
+
+
+def test_inception_interval_is_the_half_sampling_jackknife_written_out():
+    import itertools
+
+    from negopt.eval import set_statistic_interval
+
+    metric = InceptionScoreMetric(ColorClassifier(10.0).eval())
+    logits = _synthetic_logits(6)
+    tensor = torch.from_numpy(logits).float()
+    got = set_statistic_interval(lambda idx: metric.score(tensor[torch.from_numpy(idx)]), 6, 100, seed=0)
+    # Independent reference: every half-sample of the 6 items (C(6, 3) = 20), the delete-d jackknife variance
+    # r / (d * S) * sum (theta_s - mean theta)^2 with r = d = 3, and the normal 97.5% quantile 1.959963984540054.
+    thetas = np.array([_is_reference(logits[list(s)]) for s in itertools.combinations(range(6), 3)])
+    variance = 3 / (3 * 20) * np.sum((thetas - thetas.mean()) ** 2)
+    point = _is_reference(logits)
+    assert got["mean"] == pytest.approx(point, rel=1e-5)
+    assert got["ci95"] == pytest.approx(
+        [point - 1.959963984540054 * variance**0.5, point + 1.959963984540054 * variance**0.5], rel=1e-4
+    )
+
+
+def test_inception_interval_covers_the_point_estimate_where_the_bootstrap_does_not():
+    from negopt.eval import set_statistic_interval
+
+    metric = InceptionScoreMetric(ColorClassifier(10.0).eval())
+    excluded = 0
+    for seed in range(5):
+        logits = _synthetic_logits(40, seed=seed)
+        tensor = torch.from_numpy(logits).float()
+        point = _is_reference(logits)
+        # The old interval: percentile bootstrap, resampled with replacement. Repeated images sharpen the class
+        # marginal, so the resampled scores sit below the point estimate.
+        rng = np.random.default_rng(seed)
+        boot = [_is_reference(logits[rng.integers(0, 40, 40)]) for _ in range(200)]
+        excluded += np.percentile(boot, 97.5) < point
+        got = set_statistic_interval(lambda idx, x=tensor: metric.score(x[torch.from_numpy(idx)]), 40, 200, seed=seed)
+        lo, hi = got["ci95"]
+        assert lo < got["mean"] < hi and got["mean"] == pytest.approx(point, rel=1e-5)
+        assert hi - lo > 0.01 * point  # a real interval, not a point
+    assert excluded >= 4  # the bias this replaces: the bootstrap interval missed the estimate on these sets
+
+
+def test_eval_config_checks_its_values(tmp_path):
+    from negopt.eval import EvalConfig
+
+    with pytest.raises(ValueError, match="num_inference_steps.*0"):
+        EvalConfig(output_dir=str(tmp_path), pipeline_kwargs={"num_inference_steps": 0})
+    with pytest.raises(ValueError, match="batch_size"):
+        EvalConfig(output_dir=str(tmp_path), batch_size=0)
+    assert EvalConfig.from_dict({"output_dir": "o", "num_bootstrap": "7", "progress": "no"}).num_bootstrap == 7
+    with pytest.raises(ValueError, match="unknown EvalConfig keys \\['seeds'\\]"):
+        EvalConfig.from_dict({"output_dir": "o", "seeds": 1})

@@ -102,7 +102,15 @@ class NegOptConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NegOptConfig:
-        """Build a config; keys this negopt version does not know are ignored with a warning."""
+        """Build a config; keys this negopt version does not know are ignored with a warning.
+
+        Values are converted to their field's type (``"128"`` for ``max_input_tokens`` becomes 128) or rejected.
+
+        Raises:
+            ValueError: A value that cannot be read as its field's type; the error names the key and the value.
+        """
+        from negopt.values import coerce_fields
+
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -112,7 +120,7 @@ class NegOptConfig:
                 UserWarning,
                 stacklevel=3,
             )
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**coerce_fields(cls, {k: v for k, v in data.items() if k in known}, where=CONFIG_NAME))
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> NegOptConfig:

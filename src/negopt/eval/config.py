@@ -1,0 +1,77 @@
+"""``EvalConfig``: the settings of :func:`negopt.eval.evaluate` (and the ``negopt eval`` flags of the same names)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from negopt.values import coerce_fields
+
+__all__ = ["EvalConfig"]
+
+
+@dataclass
+class EvalConfig:
+    """Settings of an evaluation run.
+
+    Args:
+        output_dir: Where the images, report and figures go; rerunning with the same folder resumes.
+        seed: Prompt ``i`` is rendered with seed ``seed + i`` in every condition; also seeds the intervals.
+        include_none: Include the ``none`` condition (no negative prompt), the baseline of the relative changes.
+        pipeline_kwargs: Passed to every pipeline call (``num_inference_steps``, ``guidance_scale``, ``height``...).
+        batch_size: Prompts per pipeline call.
+        num_bootstrap: Resamples for the 95% intervals: bootstrap resamples of the prompts for per-image metrics,
+            half-size subsamples for the Inception Score (0: no intervals).
+        grid_rows: Prompts shown in ``grid.png`` (the first ones).
+        grid_cell_size: Pixel size of each image in the grid.
+        score_batch_size: Images read from disk and passed to each metric at a time.
+        progress: Show a progress bar over the prompts.
+
+    Raises:
+        ValueError: A setting out of range (the error names it and its value).
+    """
+
+    output_dir: str
+    seed: int = 0
+    include_none: bool = True
+    pipeline_kwargs: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 4
+    num_bootstrap: int = 1000
+    grid_rows: int = 8
+    grid_cell_size: int = 256
+    score_batch_size: int = 64
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.output_dir, (str, os.PathLike)) or not os.fspath(self.output_dir):
+            raise ValueError(f"output_dir must be a folder path, got {self.output_dir!r}.")
+        self.output_dir = os.fspath(self.output_dir)
+        for name, low in (("batch_size", 1), ("grid_cell_size", 1), ("score_batch_size", 1), ("num_bootstrap", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
+        for name in ("seed", "grid_rows"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}.")
+        for name in ("include_none", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        if not isinstance(self.pipeline_kwargs, dict):
+            raise TypeError(f"pipeline_kwargs must be a dict, got {type(self.pipeline_kwargs).__name__}.")
+        for key in ("num_inference_steps", "height", "width"):
+            value = self.pipeline_kwargs.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"pipeline_kwargs[{key!r}] must be an int >= 1, got {value!r}.")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalConfig:
+        """Build from a mapping (a YAML file, say): values typed by field; unknown keys are an error listing the
+        valid ones."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"unknown EvalConfig keys {unknown}; valid keys: {', '.join(known)}.")
+        return cls(**coerce_fields(cls, dict(data)))

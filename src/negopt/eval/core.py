@@ -1,0 +1,281 @@
+"""``evaluate()``: render each prompt under each condition, score the images, write the report and the figures."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from negopt import __version__
+from negopt.eval.config import EvalConfig
+from negopt.eval.figures import import_matplotlib, make_grid, plot_metrics
+from negopt.eval.intervals import bootstrap_indices, mean_interval, set_statistic_interval
+from negopt.eval.metrics import InceptionScoreMetric, default_metrics
+from negopt.eval.rendering import ImageCache, check_pipeline_kwargs, render
+from negopt.eval.report import relative_to, write_report
+
+__all__ = ["evaluate"]
+
+logger = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def _check_name(name: Any, what: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"{what} name {name!r} must start with a letter or digit and hold only letters, digits and ._+- "
+            "(it names a folder and a column)."
+        )
+    return name
+
+
+def _prompt_rows(prompts: Any) -> list[tuple[str, str | None]]:
+    """``(prompt, its own negative or None)`` for each prompt, read by :func:`negopt.data.load_prompts`."""
+    from negopt.data import load_prompts
+
+    if isinstance(prompts, (str, os.PathLike)):
+        raise TypeError(
+            "prompts is a single string; pass a list of prompts (or of {'prompt', 'negative_prompt'}), or read a "
+            "file with negopt.data.load_prompts(path, negatives=True)."
+        )
+    if hasattr(prompts, "__len__") and len(prompts) == 0:
+        raise ValueError("prompts is empty; pass at least one prompt.")
+    rows = load_prompts(prompts, negatives=True)
+    return [(row["prompt"], row["negative_prompt"]) for row in rows]
+
+
+def _call_generator(name: str, generator: Callable, prompts: list[str]) -> list[str]:
+    negatives = generator(prompts)
+    if isinstance(negatives, str) or not isinstance(negatives, Sequence):
+        raise TypeError(f"generator {name!r} returned a {type(negatives).__name__}; expected a list of strings.")
+    negatives = list(negatives)
+    if len(negatives) != len(prompts):
+        raise ValueError(f"generator {name!r} returned {len(negatives)} negatives for {len(prompts)} prompts.")
+    for negative in negatives:
+        if not isinstance(negative, str):
+            raise TypeError(f"generator {name!r} returned a {type(negative).__name__} among its negatives.")
+    return negatives
+
+
+def _conditions(rows, generators, include_none: bool, pipeline) -> dict[str, Any]:
+    """Name -> None (no negative), ``"dataset"`` (the prompts' own), or a generator; in report order."""
+    conditions: dict[str, Any] = {}
+    if include_none:
+        conditions["none"] = None
+    if any(negative for _, negative in rows):
+        conditions["dataset"] = "dataset"
+    for name, generator in (generators or {}).items():
+        _check_name(name, "generator")
+        if name in ("none", "dataset"):
+            raise ValueError(f"generator name {name!r} is taken by a built-in condition; rename the generator.")
+        if not callable(generator):
+            raise TypeError(f"generator {name!r} is a {type(generator).__name__}, which is not callable.")
+        conditions[name] = generator
+    if not conditions:
+        raise ValueError(
+            "no conditions to evaluate: include_none=False, the prompts carry no negatives, and no generators."
+        )
+    if any(c is not None for c in conditions.values()):
+        from negopt.pipeline import negative_slots
+
+        negative_slots(pipeline)  # the one test of "has a negative slot"; raises the standard ValueError
+    return conditions
+
+
+def evaluate(
+    pipeline: Callable,
+    prompts: Sequence[str] | Sequence[Mapping[str, Any]] | Any,
+    *,
+    generators: Mapping[str, Callable] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    config: EvalConfig | None = None,
+    **settings: Any,
+) -> dict[str, Any]:
+    """Render the prompts under each condition, score them, and write the report and figures.
+
+    Conditions: ``none`` (no negative prompt), ``dataset`` (the prompts' own negatives, when they carry any), and
+    one per generator. Prompt ``i`` is rendered with ``torch.Generator().manual_seed(seed + i)`` in every condition,
+    so the differences between conditions come from the negatives alone. Files written to ``output_dir``:
+    ``report.json`` (``{"conditions": {name: {metric: {"mean", "ci95"}}}, "relative_to_none": ..., ...}``),
+    ``report.md``, ``grid.png`` (prompts as rows, conditions as columns, each image captioned with its negative),
+    ``metrics.png`` (a bar chart with the intervals) and ``images/<condition>/<index>-<hash>.png`` (+ ``.json``).
+
+    Args:
+        pipeline: A diffusers pipeline with a ``negative_prompt`` argument, called as it is: set its device, dtype
+            and progress bar before.
+        prompts: A list of prompts; a list of dicts with ``prompt`` and optionally ``negative_prompt``; or a
+            ``datasets.Dataset`` with those columns (see :func:`negopt.data.load_prompts` for files).
+        generators: Condition name -> generator (``gen(list[str]) -> list[str]``): a ``NegOptGenerator``, the
+            built-in, or any function.
+        metrics: Metric name -> reward callable (scored per image, reported as the mean over prompts) or
+            :class:`~negopt.eval.InceptionScoreMetric` (scored on the whole set). Default:
+            :func:`~negopt.eval.default_metrics` (aesthetics, CLIP score, Inception Score; downloads their models).
+        config: The run's settings; see :class:`~negopt.eval.EvalConfig`.
+        **settings: :class:`~negopt.eval.EvalConfig` fields given one by one (``output_dir="out/eval"``), over
+            ``config``'s.
+
+    Returns:
+        The report (what ``report.json`` holds), with ``files``: the paths written.
+
+    Raises:
+        ValueError: On empty prompts, clashing or unsafe condition names, no condition at all, pipeline arguments
+            that evaluate() sets itself, a setting out of range, or a pipeline without a ``negative_prompt`` slot.
+        TypeError: On prompts, generators or metrics of the wrong type, or an unknown setting.
+        ImportError: If the ``eval`` extra (torchmetrics, matplotlib) is missing.
+
+    Example:
+        >>> report = evaluate(pipe, ["a red fox"], generators={"builtin": BuiltinGenerator()},
+        ...                   output_dir="out/eval")  # doctest: +SKIP
+        >>> report["conditions"]["builtin"]["aesthetic"]["mean"]  # doctest: +SKIP
+    """
+    import dataclasses
+
+    from tqdm.auto import tqdm
+
+    known = {f.name for f in dataclasses.fields(EvalConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(f"evaluate() got unknown setting(s) {unknown}; valid: {', '.join(sorted(known))}.")
+    cfg = dataclasses.replace(config, **settings) if config is not None else EvalConfig(**settings)
+    import_matplotlib()
+    rows = _prompt_rows(prompts)
+    kwargs = check_pipeline_kwargs(cfg.pipeline_kwargs, stacklevel=3)
+    conditions = _conditions(rows, generators, cfg.include_none, pipeline)
+    if metrics is None:
+        metrics = default_metrics(device=getattr(pipeline, "device", None))
+    metrics = dict(metrics)
+    for name, metric in metrics.items():
+        _check_name(name, "metric")
+        if not (isinstance(metric, InceptionScoreMetric) or callable(metric)):
+            raise TypeError(f"metric {name!r} is a {type(metric).__name__}: expected a reward callable.")
+
+    output_dir = cfg.output_dir
+    cache = ImageCache(os.path.join(output_dir, "images"), kwargs)
+    paths: dict[str, list[str]] = {name: [""] * len(rows) for name in conditions}
+    negatives: dict[str, list[str | None]] = {name: [None] * len(rows) for name in conditions}
+    rendered = reused = 0
+    with tqdm(total=len(rows), desc="negopt eval", unit="prompt", disable=not cfg.progress) as bar:
+        for start in range(0, len(rows), cfg.batch_size):
+            indices = list(range(start, min(start + cfg.batch_size, len(rows))))
+            for name, condition in conditions.items():
+                if condition is None:
+                    batch_negatives: list[str | None] = [None] * len(indices)
+                elif condition == "dataset":
+                    batch_negatives = [rows[i][1] or "" for i in indices]
+                else:
+                    batch_negatives = list(_call_generator(name, condition, [rows[i][0] for i in indices]))
+                for i, negative in zip(indices, batch_negatives):
+                    paths[name][i] = cache.path(name, i, rows[i][0], negative, cfg.seed + i)
+                    negatives[name][i] = negative
+                missing = [i for i in indices if not cache.has(paths[name][i])]
+                reused += len(indices) - len(missing)
+                if missing:
+                    images = render(
+                        pipeline,
+                        [rows[i][0] for i in missing],
+                        None if condition is None else [negatives[name][i] for i in missing],
+                        [cfg.seed + i for i in missing],
+                        pipeline_kwargs=kwargs,
+                    )
+                    for i, image in zip(missing, images):
+                        meta = {
+                            "condition": name,
+                            "index": i,
+                            "prompt": rows[i][0],
+                            "negative_prompt": negatives[name][i],
+                        }
+                        cache.save(paths[name][i], image, {**meta, "seed": cfg.seed + i})
+                    rendered += len(missing)
+            bar.update(len(indices))
+    logger.info("rendered %d images, reused %d from %s", rendered, reused, cache.folder)
+
+    scores, summary = _score(conditions, metrics, rows, paths, negatives, cfg)
+    report = {
+        "negopt_version": __version__,
+        "num_prompts": len(rows),
+        "seed": cfg.seed,
+        "pipeline": type(pipeline).__name__,
+        "pipeline_kwargs": json.loads(json.dumps(kwargs, default=repr)),
+        "metrics": list(metrics),
+        "conditions": summary,
+        "relative_to_none": relative_to(summary, "none"),
+        "num_bootstrap": cfg.num_bootstrap,
+        "intervals": {"per_image": "percentile bootstrap", "set": "half-sampling (delete-d jackknife)"},
+        "per_prompt": {
+            name: {
+                "images": [os.path.relpath(p, output_dir) for p in paths[name]],
+                "negative_prompts": negatives[name],
+                **scores[name],
+            }
+            for name in conditions
+        },
+        "prompts": [row[0] for row in rows],
+    }
+    files = write_report(report, output_dir)
+    files["grid"] = os.path.join(output_dir, "grid.png")
+    files["metrics_plot"] = os.path.join(output_dir, "metrics.png")
+    from PIL import Image
+
+    shown = range(min(cfg.grid_rows, len(rows)))
+    grid_images = [[Image.open(paths[name][i]).convert("RGB") for name in conditions] for i in shown]
+    captions = [[negatives[name][i] for name in conditions] for i in shown]
+    grid = make_grid(
+        grid_images, [rows[i][0] for i in shown], list(conditions), captions, cell_size=cfg.grid_cell_size
+    )
+    grid.save(files["grid"])
+    plot_metrics(summary, files["metrics_plot"])
+    report["files"] = files
+    return report
+
+
+def _score(conditions, metrics, rows, paths, negatives, cfg: EvalConfig):
+    """Per-image scores and each condition's summary (mean and 95% interval per metric)."""
+    from PIL import Image
+
+    scores: dict[str, dict[str, list[float]]] = {}
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    resamples = bootstrap_indices(len(rows), cfg.num_bootstrap, cfg.seed)  # shared by all: paired intervals
+    prompts = [row[0] for row in rows]
+    for name in conditions:
+        condition_negatives = [n or "" for n in negatives[name]]
+        values: dict[str, list[float]] = {m: [] for m in metrics}
+        logits: dict[str, list[torch.Tensor]] = {m: [] for m in metrics}
+        # Scored in chunks read from disk, so a large evaluation never holds every image in memory.
+        for start in range(0, len(rows), cfg.score_batch_size):
+            stop = min(start + cfg.score_batch_size, len(rows))
+            images = []
+            for path in paths[name][start:stop]:
+                with Image.open(path) as image:
+                    images.append(image.convert("RGB"))
+            for metric_name, metric in metrics.items():
+                if isinstance(metric, InceptionScoreMetric):
+                    logits[metric_name].append(metric.logits(images))
+                    continue
+                raw = metric(
+                    images=images, prompts=prompts[start:stop], negative_prompts=condition_negatives[start:stop]
+                )
+                chunk = [float(v) for v in raw]
+                if len(chunk) != len(images):
+                    raise ValueError(f"metric {metric_name!r} returned {len(chunk)} scores for {len(images)} images.")
+                values[metric_name] += chunk
+        scores[name], summary[name] = {}, {}
+        for metric_name, metric in metrics.items():
+            if isinstance(metric, InceptionScoreMetric):
+                all_logits = torch.cat(logits[metric_name])
+                summary[name][metric_name] = set_statistic_interval(
+                    lambda idx, m=metric, x=all_logits: m.score(x[torch.from_numpy(np.asarray(idx))]),
+                    len(rows),
+                    cfg.num_bootstrap,
+                    cfg.seed,
+                )
+            else:
+                scores[name][metric_name] = values[metric_name]
+                summary[name][metric_name] = mean_interval(values[metric_name], resamples)
+    return scores, summary

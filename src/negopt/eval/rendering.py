@@ -1,0 +1,135 @@
+"""Seeded image rendering, and an on-disk cache of rendered images keyed by everything that made them.
+
+:func:`render` is the one place a pipeline is called for images with a seed per prompt (``negopt eval`` and RL's
+sample images); :class:`ImageCache` lets an interrupted evaluation pick up where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["RESERVED_KWARGS", "render", "check_pipeline_kwargs", "warn_if_guidance_off", "ImageCache"]
+
+# Arguments render() sets itself on every pipeline call.
+RESERVED_KWARGS = ("prompt", "negative_prompt", "generator", "output_type", "return_dict", "num_images_per_prompt")
+
+
+def warn_if_guidance_off(pipeline_kwargs: Mapping[str, Any], *, stacklevel: int = 2) -> None:
+    """Warn when ``guidance_scale <= 1``: diffusers then skips classifier-free guidance, and the negative prompt."""
+    scale = pipeline_kwargs.get("guidance_scale")
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale <= 1:
+        warnings.warn(
+            f"guidance_scale={scale} <= 1 turns classifier-free guidance off, and with it the negative prompt: "
+            "images will not depend on it. Use a value above 1 (e.g. 7.5).",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def check_pipeline_kwargs(pipeline_kwargs: Mapping[str, Any] | None, *, stacklevel: int = 2) -> dict[str, Any]:
+    """A copy of ``pipeline_kwargs``, refused if it sets what :func:`render` sets; warns if guidance is off.
+
+    Raises:
+        ValueError: ``pipeline_kwargs`` sets one of :data:`RESERVED_KWARGS`.
+    """
+    kwargs = dict(pipeline_kwargs or {})
+    reserved = [k for k in RESERVED_KWARGS if k in kwargs]
+    if reserved:
+        raise ValueError(
+            f"pipeline_kwargs sets {reserved}, which negopt sets itself (one image per prompt, seeded per prompt, "
+            "the negatives being compared); remove them."
+        )
+    warn_if_guidance_off(kwargs, stacklevel=stacklevel + 1)
+    return kwargs
+
+
+def render(
+    pipeline: Callable,
+    prompts: Sequence[str],
+    negative_prompts: Sequence[str] | None,
+    seeds: Sequence[int],
+    *,
+    pipeline_kwargs: Mapping[str, Any] | None = None,
+) -> list[Any]:
+    """One image per prompt, prompt ``i`` from a CPU ``torch.Generator`` seeded with ``seeds[i]``, in one call.
+
+    A CPU generator per prompt gives the same noise on every device and whatever else is in the batch, so two
+    calls that differ only in their negatives differ only because of them.
+
+    Args:
+        pipeline: A diffusers pipeline (anything called as ``pipeline(prompt=[...], negative_prompt=[...],
+            generator=[...], output_type="pil")`` that returns ``.images``).
+        prompts: The prompts.
+        negative_prompts: One negative per prompt, or None to pass no ``negative_prompt`` at all.
+        seeds: One seed per prompt.
+        pipeline_kwargs: More arguments of the call (``num_inference_steps``, ``guidance_scale``...).
+
+    Returns:
+        The PIL images, in the prompts' order.
+
+    Raises:
+        ValueError: The lengths differ.
+        TypeError: The pipeline did not return one image per prompt in ``.images``.
+    """
+    if len(seeds) != len(prompts) or (negative_prompts is not None and len(negative_prompts) != len(prompts)):
+        raise ValueError(
+            f"render() needs one seed and one negative per prompt: {len(prompts)} prompts, {len(seeds)} seeds, "
+            f"{'no' if negative_prompts is None else len(negative_prompts)} negatives."
+        )
+    call = dict(pipeline_kwargs or {})
+    call["prompt"] = list(prompts)
+    if negative_prompts is not None:
+        call["negative_prompt"] = list(negative_prompts)
+    call["generator"] = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+    call["output_type"] = "pil"
+    output = pipeline(**call)
+    images = getattr(output, "images", None)
+    if images is None or len(images) != len(prompts):
+        raise TypeError(
+            f"the pipeline returned {type(output).__name__} without one image per prompt in .images; "
+            "negopt needs a text-to-image pipeline."
+        )
+    return list(images)
+
+
+class ImageCache:
+    """Rendered images on disk: ``folder/<condition>/<index>-<hash>.png`` with a ``.json`` sidecar (prompt, negative
+    prompt, seed). The hash covers the prompt, negative prompt, seed and pipeline arguments; change the pipeline
+    itself and use a new folder.
+
+    Args:
+        folder: Where the images go.
+        pipeline_kwargs: The arguments of every pipeline call (part of each image's hash).
+    """
+
+    def __init__(self, folder: str | os.PathLike, pipeline_kwargs: Mapping[str, Any]):
+        self.folder = os.fspath(folder)
+        self.pipeline_kwargs = dict(pipeline_kwargs)
+
+    def path(self, condition: str, index: int, prompt: str, negative: str | None, seed: int) -> str:
+        """The image file of one render (whether or not it exists yet)."""
+        payload = json.dumps(
+            [prompt, negative, seed, self.pipeline_kwargs], sort_keys=True, default=repr, ensure_ascii=False
+        )
+        digest = hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+        return os.path.join(self.folder, condition, f"{index:05d}-{digest}.png")
+
+    def has(self, path: str) -> bool:
+        """Both the image and its sidecar were written (an interrupted write leaves neither under the final name)."""
+        return os.path.isfile(path) and os.path.isfile(path[: -len(".png")] + ".json")
+
+    def save(self, path: str, image, meta: Mapping[str, Any]) -> None:
+        """Write the image under a temporary name, rename it, then write the sidecar."""
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        stem = path[: -len(".png")]
+        image.save(stem + ".tmp.png")
+        os.replace(stem + ".tmp.png", path)
+        with open(stem + ".json", "w", encoding="utf-8") as f:
+            json.dump(dict(meta), f, ensure_ascii=False)

@@ -1,0 +1,414 @@
+"""The ``negopt`` command: flags generated from the configs, typed values, errors as a user meets them."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from negopt.cli import build_parser, main
+from negopt.cli_args import UsageError, collect_settings, docstring_args, flag_name, plain_text
+from negopt.cli_eval import eval_specs
+from negopt.cli_train import parse_reward_models, rl_specs, sft_specs
+from negopt.values import coerce_value
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Every flag of negopt 0.1.0 (read from its parser): each must still parse.
+OLD_FLAGS = {
+    "generate": ["--batch-size", "--device", "--file", "--json", "--max-new-tokens", "--model", "--num-candidates",
+                 "--revision", "--seed", "-f"],
+    "eval": ["--aesthetic-clip-model", "--aesthetic-head", "--batch-size", "--bootstrap", "--clip-model", "--device",
+             "--dtype", "--generator", "--grid-rows", "--guidance-scale", "--height", "--inception-model",
+             "--local-files-only", "--metric", "--negative-column", "--no-builtin", "--no-none", "--num-prompts",
+             "--output-dir", "--pickscore-model", "--pickscore-processor", "--pipeline", "--prompt-column",
+             "--prompts", "--revision", "--seed", "--split", "--steps", "--width"],
+    "train sft": ["--batch-size", "--bf16", "--config", "--dataset", "--dataset-revision", "--eval-steps", "--fp16",
+                  "--full-finetune", "--gradient-accumulation-steps", "--learning-rate", "--logging-steps",
+                  "--lora-alpha", "--lora-dropout", "--lora-r", "--lora-target-modules", "--max-eval-samples",
+                  "--max-negative-length", "--max-prompt-length", "--max-steps", "--merge", "--min-likes", "--model",
+                  "--model-type", "--no-progress", "--no-strip-weights", "--num-epochs", "--output-dir",
+                  "--prompt-template", "--report-to", "--resume", "--revision", "--rouge", "--save-steps",
+                  "--save-total-limit", "--seed", "--strip-weights", "--test-size", "--validation-size",
+                  "--warmup-steps"],
+    "train rl": ["--advantage", "--baseline-image", "--batch-size", "--clip-range", "--config", "--cpu", "--generator",
+                 "--guidance-scale", "--height", "--image-batch-size", "--kl-coef", "--learning-rate",
+                 "--logging-steps", "--lora-alpha", "--lora-r", "--max-new-tokens", "--max-steps",
+                 "--mixed-precision", "--normalize-rewards", "--num-candidates", "--num-inference-steps",
+                 "--output-dir", "--pipeline", "--pipeline-dtype", "--ppo-epochs", "--prompts", "--report-to",
+                 "--resume", "--resume-from-checkpoint", "--reward", "--reward-fn", "--reward-model",
+                 "--sample-steps", "--save-steps", "--save-total-limit", "--seed", "--temperature", "--width"],
+}  # fmt: skip
+
+
+def _subparser(path: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    for name in path.split():
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[name]
+    return parser
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    return {o for a in parser._actions for o in a.option_strings}
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(os.path.dirname(HERE), "src"), HERE, env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _negopt(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "negopt", *args], env=_env(), capture_output=True, text=True, **kw)
+
+
+def _specs():
+    from negopt.cli import generate_specs
+
+    return {"generate": generate_specs(), "eval": eval_specs(), "train sft": sft_specs(), "train rl": rl_specs()}
+
+
+# ----------------------------------------------------------------------------------------------- flags from configs
+@pytest.mark.parametrize("command", list(OLD_FLAGS))
+def test_every_old_flag_still_parses(command):
+    assert set(OLD_FLAGS[command]) <= _options(_subparser(command))
+    # And old spellings parse to the fields they always set.
+    parser = build_parser()
+    if command == "train sft":
+        args = parser.parse_args(["train", "sft", "--rouge", "--no-progress", "--no-strip-weights", "--resume", "ck"])
+        assert args.compute_rouge is True and args.disable_tqdm is True and args.strip_weights is False
+        assert args.resume == "ck"
+    elif command == "eval":
+        args = parser.parse_args(["eval", "--no-none", "--no-builtin", "--bootstrap", "7", "--steps", "3"])
+        assert args.include_none is False and args.builtin is False and args.num_bootstrap == "7"
+        assert vars(args)["pipeline_kwargs.num_inference_steps"] == "3"
+    elif command == "train rl":
+        args = parser.parse_args(["train", "rl", "--reward-model", "clip=x", "--reward-model", "aesthetic=y"])
+        assert args.reward_models == ["clip=x", "aesthetic=y"]
+
+
+@pytest.mark.parametrize("command", list(OLD_FLAGS))
+def test_every_config_field_has_a_flag_or_a_reason(command):
+    options = _options(_subparser(command))
+    for spec in _specs()[command]:
+        docs = docstring_args(spec.cls)
+        for field in dataclasses.fields(spec.cls):
+            assert field.name in docs, f"{spec.cls.__name__}.{field.name} is not documented in its docstring"
+            if field.name in spec.exclude:
+                continue
+            if field.name in spec.config_only:
+                assert len(spec.config_only[field.name]) > 10  # a reason, not a placeholder
+            else:
+                assert flag_name(field.name) in options, f"{command}: {spec.cls.__name__}.{field.name} has no flag"
+
+
+def test_help_comes_from_the_config_docstring():
+    from negopt.train import RLConfig, SFTConfig
+
+    for command, cls, key in (("train sft", SFTConfig, "learning_rate"), ("train rl", RLConfig, "kl_coef")):
+        action = next(a for a in _subparser(command)._actions if flag_name(key) in a.option_strings)
+        assert action.help.startswith(plain_text(docstring_args(cls)[key]).replace("%", "%%"))
+    docs = docstring_args(SFTConfig)
+    assert docs["lora_target_modules"].endswith('``["q", "v"]``.')  # continuation lines are joined
+
+
+# ------------------------------------------------------------------------------------------------ typed values
+def _sft_settings(tmp_path, yaml_text, *argv):
+    cfg = tmp_path / "sft.yaml"
+    cfg.write_text(yaml_text, encoding="utf-8")
+    args = build_parser().parse_args(["train", "sft", "--config", str(cfg), *argv])
+    (settings,) = collect_settings(args, sft_specs(), args.config)
+    return settings
+
+
+def test_yaml_values_are_typed_like_flags(tmp_path):
+    from negopt.train import SFTConfig
+
+    settings = _sft_settings(
+        tmp_path,
+        'learning_rate: 1e-4\nfull_finetune: "no"\nmerge: "false"\nseed: "7"\nlora_target_modules: q,v\n'
+        "max_steps: 5\nwarmup_steps: 0.1\nsave_total_limit: null\n",
+        "--lora-alpha", "8", "--strip-weights",
+    )  # fmt: skip
+    config = SFTConfig(**settings)
+    assert config.learning_rate == 1e-4 and isinstance(config.learning_rate, float)
+    assert config.full_finetune is False and config.merge is False  # "no" and "false" are False, not truthy
+    assert config.seed == 7 and config.lora_target_modules == ["q", "v"]
+    assert config.lora_alpha == 8 and config.strip_weights is True and config.max_steps == 5
+    assert config.warmup_steps == 0.1 and config.save_total_limit is None
+
+
+@pytest.mark.parametrize(
+    "yaml_text, named",
+    [
+        ("lora_target_modules: 5\n", ["lora_target_modules", "5", "str or list[str]"]),
+        ("full_finetune: nope\n", ["full_finetune", "'nope'", "bool"]),
+        ('merge: "maybe"\n', ["merge", "'maybe'", "bool"]),
+        ("seed: seven\n", ["seed", "'seven'", "int"]),
+        ("learning_rate: fast\n", ["learning_rate", "'fast'", "float"]),
+        ("model_type: gpt\n", ["model_type", "'gpt'", "seq2seq"]),
+    ],
+)
+def test_bad_yaml_values_name_key_value_and_type(tmp_path, capsys, yaml_text, named):
+    with pytest.raises(UsageError) as e:
+        _sft_settings(tmp_path, yaml_text)
+    for text in named:
+        assert text in str(e.value)
+    cfg = tmp_path / "sft.yaml"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "sft", "--config", str(cfg)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and named[0] in err  # one line, before any work
+
+
+def test_bad_flag_values_name_the_flag(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--num-candidates", "two", "a cat"])
+    assert e.value.code == 2 and "--num-candidates: 'two' is not a valid int" in capsys.readouterr().err
+
+
+def test_booleans_take_only_boolean_spellings():
+    for text, value in (("true", True), ("No", False), ("off", False), ("1", True), (False, False)):
+        assert coerce_value("merge", text, bool) is value
+    for bad in ("nope", "", 2, "y e s", None):
+        with pytest.raises(ValueError, match="merge"):
+            coerce_value("merge", bad, bool)
+
+
+def test_negopt_config_from_dict_types_its_values():
+    from negopt.config import NegOptConfig
+
+    config = NegOptConfig.from_dict({"model_type": "seq2seq", "max_input_tokens": "128"})
+    assert config.max_input_tokens == 128
+    with pytest.raises(ValueError, match="max_input_tokens.*'many'.*int"):
+        NegOptConfig.from_dict({"max_input_tokens": "many"})
+
+
+def test_unknown_config_key_lists_the_valid_ones(tmp_path, capsys):
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text("num_bootstrp: 3\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--config", str(cfg)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "unknown key(s) ['num_bootstrp']" in err and "num_bootstrap" in err
+
+
+# ----------------------------------------------------------------------------------------------- errors
+def test_device_mistakes_are_one_line_usage_errors(capsys):
+    import torch
+
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--device", "banana", "a cat"])
+    assert e.value.code == 2 and "--device 'banana' is not a device" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit) as e:
+            main(["generate", "--model", "some/model", "--device", "cuda", "a cat"])
+        assert e.value.code == 2 and "torch.cuda.is_available() is False" in capsys.readouterr().err
+
+
+def test_a_corrupt_weights_file_is_named(tmp_path, capsys):
+    from tiny import save_tiny_t5
+
+    folder = save_tiny_t5(tmp_path / "gen")
+    with open(os.path.join(folder, "model.safetensors"), "wb") as f:
+        f.write(b"\x01\x00garbage")
+    capsys.readouterr()  # the save's progress bar
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--model", folder, "a cat"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and os.path.join(folder, "model.safetensors") in err and err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        main(["generate", "--debug", "--model", folder, "a cat"])
+    assert "Traceback" in capsys.readouterr().err  # --debug shows where it came from
+    (tmp_path / "p.txt").write_text("a cat\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as e:  # the trainers load it too: the same one line
+        main(["train", "rl", "--generator", folder, "--pipeline", str(tmp_path / "no-pipeline"), "--prompts",
+              str(tmp_path / "p.txt"), "--reward-fn", "test_cli:sigterm_on_first_call", "--output-dir",
+              str(tmp_path / "out")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and os.path.join(folder, "model.safetensors") in err and "Traceback" not in err
+
+
+def test_eval_steps_zero_is_a_usage_error(tmp_path, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a cat\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--pipeline", "x", "--prompts", str(prompts), "--output-dir", str(tmp_path), "--steps", "0"])
+    assert e.value.code == 2 and "num_inference_steps" in capsys.readouterr().err
+
+
+def test_missing_prompt_files_say_no_such_file(tmp_path, capsys):
+    argv = ["train", "rl", "--generator", "g", "--pipeline", "p", "--reward", "clip=1", "--output-dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--prompts", "missing.txt"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "no such file: 'missing.txt'" in err and "hub" not in err.split("(")[0]
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--pipeline", "p", "--prompts", "./nowhere/prompts.csv", "--output-dir", str(tmp_path)])
+    assert e.value.code == 2 and "no such file" in capsys.readouterr().err
+
+
+def test_errors_raised_by_the_work_show_their_traceback(tmp_path, capsys):
+    from tiny import save_tiny_t5
+
+    folder = save_tiny_t5(tmp_path / "gen")
+    # Setup accepts it; transformers refuses it while generating. That error is the work's: main() lets it through
+    # (the interpreter prints its traceback, exit 1) instead of a one-line exit 2 that hides where it came from.
+    with pytest.raises(Exception) as e:  # noqa: PT011 - whatever transformers raises; SystemExit would not match
+        main(["generate", "--model", folder, "--generation-kwargs", "num_beams=0", "a cat"])
+    assert not isinstance(e.value, UsageError) and "site-packages" in str(e.traceback[-1].path)
+
+
+def test_generate_into_a_closed_pipe_exits_quietly(tmp_path):
+    prompts = tmp_path / "many.txt"
+    prompts.write_text("a portrait photo of an old fisherman\n" * 3000, encoding="utf-8")
+    code = f'set -o pipefail; {sys.executable} -m negopt generate -f {prompts} | head -1 > /dev/null; echo "status=$?"'
+    res = subprocess.run(["bash", "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
+    assert "status=141" in res.stdout and res.stderr == "", res.stderr[-2000:]
+
+
+def test_generate_keeps_one_output_line_per_input_line(tmp_path, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a cat\n\na red fox\n   \nan old fisherman\n", encoding="utf-8")
+    assert main(["generate", "-f", str(prompts)]) == 0
+    lines = capsys.readouterr().out.split("\n")[:-1]
+    assert len(lines) == 5 and lines[1] == "" and lines[3] == "" and all(lines[i] for i in (0, 2, 4))
+    assert main(["generate", "-f", str(prompts), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["prompt"] for r in rows] == ["a cat", "", "a red fox", "", "an old fisherman"]
+    assert rows[1]["negative_prompt"] == "" and rows[0]["negative_prompt"]
+
+
+def test_generator_config_flags_need_a_model(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--prompt-template", "x {prompt}", "a cat"])
+    assert e.value.code == 2 and "--prompt-template" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ rewards
+def test_reward_models_give_every_model_from_the_command_line():
+    models = parse_reward_models(["aesthetic=./head", "aesthetic.clip_model=./clip", "clip=./clip"])
+    assert models == {"aesthetic": {"head": "./head", "clip_model": "./clip"}, "clip": {"model": "./clip"}}
+    assert parse_reward_models({"aesthetic": {"head": "h"}, "aesthetic.clip_model": "c"}) == {
+        "aesthetic": {"head": "h", "clip_model": "c"}
+    }
+    with pytest.raises(UsageError, match="NAME.ARG=VALUE"):
+        parse_reward_models(["aesthetic"])
+    with pytest.raises(UsageError, match="unknown reward 'beauty'"):
+        parse_reward_models(["beauty=x"])
+
+
+def test_aesthetic_reward_loads_offline_from_folders_given_as_flags(tmp_path):
+    import torch
+    from transformers import CLIPProcessor
+
+    from negopt.rewards import AestheticMLP, build_reward
+    from tiny_clip import color_image, tiny_clip, tiny_clip_tokenizer, tiny_image_processor
+
+    tokenizer = tiny_clip_tokenizer()
+    tiny_clip(tokenizer).save_pretrained(tmp_path / "clip")
+    CLIPProcessor(image_processor=tiny_image_processor(), tokenizer=tokenizer).save_pretrained(tmp_path / "clip")
+    torch.manual_seed(0)
+    AestheticMLP(embed_dim=16).eval().save_pretrained(tmp_path / "head")
+    args = build_parser().parse_args(
+        ["train", "rl", "--reward", "aesthetic=1", "--reward-model", f"aesthetic={tmp_path / 'head'}",
+         "--reward-model", f"aesthetic.clip_model={tmp_path / 'clip'}"]
+    )  # fmt: skip
+    run, _ = collect_settings(args, rl_specs())
+    # HF_HUB_OFFLINE is set: a reward that still reached for openai/clip-vit-large-patch14 would fail here.
+    reward = build_reward(run["reward"], models=parse_reward_models(run["reward_models"]))
+    scores = reward(images=[color_image("red"), color_image("blue")], prompts=["a", "b"], negative_prompts=["", ""])
+    assert len(scores) == 2 and all(isinstance(float(s), float) for s in scores)
+
+
+# ------------------------------------------------------------------------------------------------- layering
+def _negopt_imports(path: str) -> set[str]:
+    import ast
+
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("negopt"):
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("negopt"))
+    return names
+
+
+def test_imports_stay_layered():
+    src = os.path.join(os.path.dirname(HERE), "src", "negopt")
+    layers = {  # module -> negopt packages it must not import (nothing imports cli; lower layers not the upper)
+        "cli_args.py": ("negopt.cli", "negopt.train", "negopt.eval"),
+        "cli_eval.py": ("negopt.cli",),
+        "cli_train.py": ("negopt.cli",),
+        "values.py": ("negopt.",),
+        "data.py": ("negopt.cli", "negopt.train", "negopt.eval", "negopt.pipeline", "negopt.generator"),
+        "config.py": ("negopt.cli", "negopt.train", "negopt.eval", "negopt.pipeline", "negopt.generator"),
+    }
+    for name in os.listdir(os.path.join(src, "eval")):
+        if name.endswith(".py"):
+            layers[os.path.join("eval", name)] = ("negopt.cli", "negopt.train")
+    for module, forbidden in layers.items():
+        for imported in _negopt_imports(os.path.join(src, module)):
+            bad = [f for f in forbidden if imported == f or imported.startswith(f if f.endswith(".") else f + ".")]
+            assert not bad or imported in ("negopt.cli_args", "negopt.cli_eval", "negopt.cli_train"), (
+                module,
+                imported,
+            )
+            assert "._" not in imported, (module, imported)  # no other module's private parts
+
+
+def test_negopt_generate_imports_no_torch():
+    code = (
+        "import sys; from negopt.cli import main; rc = main(['generate', 'a cat']); "
+        "assert rc == 0 and 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:3]"
+    )
+    res = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------------- one trainer story
+_TERM = {"calls": 0}
+
+
+def sigterm_on_first_call(images, prompts=None, negative_prompts=None, **kwargs):
+    """A reward that sends this process SIGTERM the first time it is called (as a cluster's scheduler would)."""
+    import signal
+
+    _TERM["calls"] += 1
+    if _TERM["calls"] == 1:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return [float(len(n or "")) for n in (negative_prompts or [""] * len(images))]
+
+
+def test_rl_sigterm_exits_143_resumes_and_refuses_an_unresumed_rerun(tmp_path, capsys):
+    from negopt.train.rl_checkpoint import list_checkpoints
+    from tiny import save_tiny_t5
+    from tiny_pipelines import save_tiny_sd
+
+    generator, pipeline = save_tiny_t5(tmp_path / "gen"), save_tiny_sd(tmp_path / "sd")
+    (tmp_path / "p.txt").write_text("a red fox\na cat\n", encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["train", "rl", "--generator", generator, "--pipeline", pipeline, "--prompts", str(tmp_path / "p.txt"),
+            "--reward-fn", "test_cli:sigterm_on_first_call", "--output-dir", str(out), "--max-steps", "2",
+            "--save-steps", "0", "--batch-size", "2", "--num-candidates", "2", "--lora-r", "2",
+            "--max-new-tokens", "4", "--num-inference-steps", "1", "--height", "32", "--width", "32",
+            "--sample-steps", "0"]  # fmt: skip
+    _TERM["calls"] = 0
+    assert main(argv) == 143  # as for SFT: a checkpoint, then 143
+    assert [step for step, _ in list_checkpoints(str(out))] == [1]
+    assert "Run the same command with --resume" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:  # the same command without --resume would overwrite that run
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "already holds checkpoints" in err and "Traceback" not in err
+    assert main([*argv, "--resume"]) == 0
+    assert "trained 2 steps" in capsys.readouterr().out
