@@ -1,0 +1,561 @@
+"""Folders and hub ids: the one place that finds, checks and loads a language model for negopt.
+
+Everything that takes "a folder or a hub id" goes through here: the generator, the trainers, the data loader, the
+pipeline wrapper and the rewards. It tells a hub id from a path (on ``huggingface_hub``'s own ``validate_repo_id``),
+resolves either to a local folder (local first, then the hub cache, then the hub), refuses pickle-only weights
+unless asked, tells a seq2seq LM from a causal one, and loads the model (or a LoRA adapter over its base) and its
+tokenizer, refusing a checkpoint that does not cover the model or a tokenizer that is missing or empty.
+
+Nothing heavy is imported at module level (``is_hub_id`` needs only ``huggingface_hub``): torch, transformers and peft
+load when a model does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "ADAPTER_CONFIG_NAME",
+    "TOKENIZER_FILES",
+    "HubOptions",
+    "LoadedLM",
+    "is_hub_id",
+    "hub_model_id",
+    "is_offline",
+    "resolve_folder",
+    "check_safetensors",
+    "model_type_of",
+    "resolve_dtype",
+    "load_model",
+    "load_adapter",
+    "load_tokenizer",
+    "load_lm",
+    "load_pretrained",
+    "quiet_peft_wrap",
+]
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+# What transformers writes for a tokenizer: its config, the fast tokenizer, and the slow tokenizers' vocabularies.
+TOKENIZER_FILES = (
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "spiece.model",
+    "tokenizer.model",
+    "sentencepiece.bpe.model",
+)
+# The files a hub snapshot of a model needs (pickles and code only when the caller allows them).
+_SNAPSHOT_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "README.md")
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
+# A checkpoint may lack a few weights that the model rebuilds (buffers, a head tied to the embeddings, which
+# transformers already leaves out of missing_keys); past this share of the model's tensors it is another model's.
+_MAX_MISSING_SHARE = 0.1
+
+ModelType = Literal["seq2seq", "causal"]
+
+
+class HubOptions(dict):
+    """The explicit hub keyword arguments every loader takes, gathered once to pass on."""
+
+    def __init__(
+        self,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+    ):
+        super().__init__(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
+
+
+# ------------------------------------------------------------------------------------------------------ names
+def is_hub_id(name: str | os.PathLike) -> bool:
+    """Whether ``name`` is shaped like a hub repository id (``"name"`` or ``"org/name"``) rather than a path.
+
+    The shape is ``huggingface_hub``'s own rule (``validate_repo_id``); a name that starts like a path (``.``, ``~``,
+    ``/``) or holds a backslash is a path even where the rule would allow it.
+
+    Example:
+        >>> is_hub_id("google/flan-t5-small"), is_hub_id("./out/sft"), is_hub_id("out/sft/checkpoint-1")
+        (True, False, False)
+    """
+    if not isinstance(name, str) or not name or name.startswith((".", "~", "/")) or "\\" in name:
+        return False
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def hub_model_id(name: str | None) -> str | None:
+    """``name`` when it names a hub repository (a hub id that is not an existing local folder), else None.
+
+    Used where only a hub id is meaningful, such as the ``base_model`` of a model card.
+    """
+    if not name or os.path.isdir(name) or not is_hub_id(name):
+        return None
+    return name
+
+
+def is_offline() -> bool:
+    """Whether the hub is switched off (``HF_HUB_OFFLINE=1``)."""
+    try:
+        from huggingface_hub import is_offline_mode
+    except ImportError:  # pragma: no cover - huggingface_hub before is_offline_mode
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    return bool(is_offline_mode())
+
+
+# ---------------------------------------------------------------------------------------------------- folders
+def resolve_folder(
+    name_or_path: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+    use_safetensors: bool = True,
+    trust_remote_code: bool = False,
+) -> str:
+    """A local folder holding ``name_or_path``: the folder itself, or a hub snapshot (local cache first).
+
+    Only the files a model needs are fetched: configs, safetensors weights, tokenizer files and the README; pickle
+    weights only with ``use_safetensors=False``, code only with ``trust_remote_code=True``.
+
+    Raises:
+        TypeError: ``name_or_path`` is not a str or path.
+        NotADirectoryError: It is a file.
+        FileNotFoundError: It is a path (not a hub id) that does not exist.
+        OSError: The hub could not provide it; the message says why (offline, gated, no such repository, ...).
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(
+            f"name_or_path must be a folder path or a hub id (str), got {type(name_or_path).__name__}: "
+            f"{name_or_path!r}."
+        )
+    name = os.path.expanduser(os.fspath(name_or_path))
+    if os.path.isdir(name):
+        return name
+    if os.path.exists(name):
+        raise NotADirectoryError(
+            f"{name!r} is a file; negopt needs the folder that holds the model "
+            "(config.json or adapter_config.json, the weights and the tokenizer)."
+        )
+    if not is_hub_id(name):
+        raise FileNotFoundError(f"no folder {name!r}: check the path (a hub id looks like 'org/name').")
+
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    patterns = list(_SNAPSHOT_PATTERNS)
+    if not use_safetensors:
+        patterns.append("*.bin")
+    if trust_remote_code:
+        patterns.append("*.py")
+    try:
+        return snapshot_download(
+            name,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only,
+            allow_patterns=patterns,
+        )
+    except GatedRepoError as e:
+        raise OSError(
+            f"{name!r} is a gated repository on the hub: accept its terms on the hub and pass token=... ({e})."
+        ) from e
+    except RepositoryNotFoundError as e:
+        raise OSError(
+            f"could not find {name!r} locally or on the hub: no such folder or repository (a private repository "
+            "needs token=...)."
+        ) from e
+    except RevisionNotFoundError as e:
+        raise OSError(f"revision {revision!r} of {name!r} was not found on the hub.") from e
+    except LocalEntryNotFoundError as e:
+        if is_offline():
+            why = "the hub is offline (HF_HUB_OFFLINE=1)"
+        elif local_files_only:
+            why = "local_files_only=True"
+        else:
+            why = "the hub could not be reached"
+        raise OSError(
+            f"could not find {name!r} locally and {why}: pass a local folder, or download it first when online."
+        ) from e
+    except OSError as e:  # network failures and the like
+        raise OSError(f"could not download {name!r} from the hub: {e}") from e
+
+
+def check_safetensors(folder: str, use_safetensors: bool = True, *, adapter: bool = False) -> None:
+    """Refuse a folder whose weights are pickle only, unless the caller opted in with ``use_safetensors=False``.
+
+    Raises:
+        ValueError: Only ``.bin`` / ``.pt`` / ``.pth`` weights and ``use_safetensors=True``.
+    """
+    files = os.listdir(folder)
+    stem = "adapter_model" if adapter else ""
+    has_safe = any(f.endswith(".safetensors") and f.startswith(stem) for f in files)
+    pickled = sorted(f for f in files if f.endswith(_PICKLE_SUFFIXES) and f.startswith(stem))
+    if use_safetensors and not has_safe and pickled:
+        raise ValueError(
+            f"{folder!r} holds only pickle weights ({', '.join(pickled)}), which can run arbitrary code when loaded; "
+            "negopt loads safetensors only by default. If you trust the file, pass use_safetensors=False "
+            "(or convert it to safetensors)."
+        )
+
+
+# ----------------------------------------------------------------------------------------------------- models
+def model_type_of(config: Any, where: str = "the model") -> ModelType:
+    """``"seq2seq"`` or ``"causal"`` for a transformers config (or a model, or a peft model over one).
+
+    Raises:
+        ValueError: The config is neither a seq2seq nor a causal LM's (``where`` names it in the message).
+    """
+    from transformers import PretrainedConfig
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING,
+        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING,
+    )
+
+    if not isinstance(config, PretrainedConfig):
+        config = getattr(config, "config", None)
+        if not isinstance(config, PretrainedConfig):
+            raise TypeError(f"{where} has no transformers config; pass a transformers model or its config.")
+    if getattr(config, "is_encoder_decoder", False) or type(config) in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING:
+        return "seq2seq"
+    if type(config) in MODEL_FOR_CAUSAL_LM_MAPPING:
+        return "causal"
+    auto_map = getattr(config, "auto_map", None) or {}  # remote-code models name their own classes
+    if "AutoModelForSeq2SeqLM" in auto_map:
+        return "seq2seq"
+    if "AutoModelForCausalLM" in auto_map:
+        return "causal"
+    raise ValueError(
+        f"{where} has model type {getattr(config, 'model_type', type(config).__name__)!r}, which is neither a "
+        "seq2seq LM (T5, Flan-T5, BART, ...) nor a causal LM (GPT-2, Llama, ...). negopt needs a model "
+        "that generates text: pick a checkpoint of one of those families."
+    )
+
+
+def resolve_dtype(torch_dtype: torch.dtype | str | None) -> torch.dtype | str:
+    """``None`` is float32 (load on the CPU in float32, as diffusers does); a name such as ``"bfloat16"`` or
+    ``"auto"`` is taken as given.
+
+    Raises:
+        ValueError: Not a dtype, a dtype name or ``"auto"``.
+    """
+    import torch
+
+    if torch_dtype is None:
+        return torch.float32
+    if isinstance(torch_dtype, torch.dtype) or torch_dtype == "auto":
+        return torch_dtype
+    if isinstance(torch_dtype, str) and isinstance(getattr(torch, torch_dtype, None), torch.dtype):
+        return getattr(torch, torch_dtype)
+    raise ValueError(
+        f"torch_dtype must be a torch.dtype, a dtype name such as 'bfloat16', or 'auto'; got {torch_dtype!r}."
+    )
+
+
+def _check_coverage(model: torch.nn.Module, missing: list[str], folder: str) -> None:
+    """Refuse weights that leave most of the model at its random initialisation; warn when a few are missing."""
+    if not missing:
+        return
+    total = len(model.state_dict())
+    shown = ", ".join(sorted(missing)[:5]) + (", ..." if len(missing) > 5 else "")
+    if len(missing) > _MAX_MISSING_SHARE * total:
+        raise ValueError(
+            f"the weights in {folder!r} do not fit its config.json ({type(model).__name__}): {len(missing)} of the "
+            f"model's {total} tensors are missing from the checkpoint ({shown}), so the model would be random. The "
+            "weights belong to another architecture or size: put the matching config.json beside them."
+        )
+    warnings.warn(
+        f"{len(missing)} of the {total} tensors of {type(model).__name__} are not in the checkpoint in {folder!r} "
+        f"and start random: {shown}.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def load_model(
+    folder: str,
+    *,
+    dtype: torch.dtype | str = "float32",
+    model_type: ModelType | None = None,
+    use_safetensors: bool = True,
+    trust_remote_code: bool = False,
+) -> tuple[PreTrainedModel, ModelType]:
+    """Load the transformers LM in a local ``folder``, seq2seq or causal as its config says (or ``model_type``).
+
+    Returns:
+        ``(model in eval mode, model_type)``.
+
+    Raises:
+        FileNotFoundError: No ``config.json``.
+        ValueError: An unreadable config, a model that is not an LM, pickle-only weights with
+            ``use_safetensors=True``, or weights that do not cover the model (another architecture's).
+        OSError: The weights cannot be read.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    dtype = resolve_dtype(dtype)
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        raise FileNotFoundError(
+            f"{folder!r} is not a generator folder: it has neither config.json (a transformers model) nor "
+            f"{ADAPTER_CONFIG_NAME} (a LoRA adapter)."
+        )
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except ValueError as e:
+        raise ValueError(f"cannot read the model config in {folder!r}: {e}") from e
+    model_type = model_type or model_type_of(config, repr(folder))
+    check_safetensors(folder, use_safetensors)
+    auto_cls = AutoModelForSeq2SeqLM if model_type == "seq2seq" else AutoModelForCausalLM
+    try:
+        model, info = auto_cls.from_pretrained(
+            folder,
+            config=config,
+            dtype=dtype,
+            # None lets transformers fall back to .bin, which the caller allowed with use_safetensors=False.
+            use_safetensors=True if use_safetensors else None,
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+        )
+    except ValueError as e:
+        if "Unrecognized configuration class" in str(e):
+            raise ValueError(
+                f"{folder!r} ({config.model_type}) is not a {model_type} language model that transformers knows; "
+                "pass a seq2seq (T5, BART) or causal (GPT-2, Llama) model."
+            ) from e
+        raise
+    except OSError as e:
+        raise OSError(f"cannot load the model weights in {folder!r}: {e}") from e
+    _check_coverage(model, list(info.get("missing_keys") or []), folder)
+    return model.eval(), model_type
+
+
+@contextlib.contextmanager
+def quiet_peft_wrap() -> Iterator[None]:
+    """Wrap a model in a peft ``PeftModel`` without transformers' ``is_gradient_checkpointing`` FutureWarning.
+
+    peft's ``PeftModel.__init__`` reads ``model.is_gradient_checkpointing``, a property transformers 5 deprecated
+    (it warns on every read); there is no way to build a ``PeftModel`` without that read, so the one warning is
+    silenced for the duration of the wrap and nothing else.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
+def load_adapter(
+    folder: str,
+    *,
+    dtype: torch.dtype | str = "float32",
+    hub: HubOptions | None = None,
+    use_safetensors: bool = True,
+    trust_remote_code: bool = False,
+) -> tuple[Any, ModelType, str]:
+    """Load the LoRA adapter in ``folder`` over its base model (``base_model_name_or_path``, a folder or hub id).
+
+    Returns:
+        ``(peft model in eval mode, model_type, the base model's folder)``.
+
+    Raises:
+        ValueError: ``adapter_config.json`` is not JSON or names no base model; pickle-only adapter weights.
+        FileNotFoundError / OSError: The base model cannot be found; the message names the adapter and the base.
+    """
+    try:
+        from peft import PeftConfig, PeftModel
+    except ImportError as e:  # peft is a dependency, but keep the message useful if it is missing
+        raise ImportError(f"{folder!r} holds a LoRA adapter, which needs peft: pip install peft") from e
+
+    hub = {k: v for k, v in (hub or HubOptions()).items() if k != "revision"}
+    with open(os.path.join(folder, ADAPTER_CONFIG_NAME), encoding="utf-8") as f:
+        try:
+            raw = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{ADAPTER_CONFIG_NAME} in {folder!r} is not valid JSON ({e}).") from e
+    base = raw.get("base_model_name_or_path")
+    if not base:
+        raise ValueError(
+            f"{ADAPTER_CONFIG_NAME} in {folder!r} has no base_model_name_or_path, so its base model is unknown; "
+            "set it to the folder or hub id the adapter was trained on."
+        )
+    if not os.path.isabs(base) and os.path.isdir(os.path.join(folder, base)):
+        base = os.path.join(folder, base)  # a base saved beside/inside the adapter, by relative path
+    check_safetensors(folder, use_safetensors, adapter=True)
+    peft_config = PeftConfig.from_pretrained(folder)
+    try:
+        base_folder = resolve_folder(
+            base,
+            revision=getattr(peft_config, "revision", None),
+            use_safetensors=use_safetensors,
+            trust_remote_code=trust_remote_code,
+            **hub,
+        )
+    except OSError as e:
+        raise type(e)(f"cannot load the base model of the adapter in {folder!r}: {e}") from e
+    base_model, model_type = load_model(
+        base_folder, dtype=dtype, use_safetensors=use_safetensors, trust_remote_code=trust_remote_code
+    )
+    with quiet_peft_wrap():
+        model = PeftModel.from_pretrained(base_model, folder, is_trainable=False)
+    return model.eval(), model_type, base_folder
+
+
+# -------------------------------------------------------------------------------------------------- tokenizers
+def _has_tokenizer(folder: str) -> bool:
+    return any(os.path.isfile(os.path.join(folder, f)) for f in TOKENIZER_FILES)
+
+
+def load_tokenizer(*folders: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """Load the tokenizer from the first of ``folders`` that holds tokenizer files, and check that it can tokenize.
+
+    transformers builds a tokenizer from a model's config alone when the files are missing, with no vocabulary: it
+    turns every word into the unknown token, and the model then writes nothing. Here that is an error.
+
+    Raises:
+        FileNotFoundError: No folder holds tokenizer files; the message names the folders and the files expected.
+        ValueError: The files load into a tokenizer that turns ordinary text into nothing but unknown tokens.
+        OSError: The files cannot be read.
+    """
+    from transformers import AutoTokenizer
+
+    folder = next((f for f in folders if _has_tokenizer(f)), None)
+    if folder is None:
+        where = " or ".join(repr(f) for f in dict.fromkeys(folders))
+        raise FileNotFoundError(
+            f"no tokenizer in {where}: expected tokenizer_config.json or tokenizer.json (or a vocabulary such as "
+            "vocab.json, spiece.model). Save the tokenizer beside the model (tokenizer.save_pretrained(folder))."
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise OSError(f"cannot load the tokenizer in {folder!r}: {e}") from e
+    ids = tokenizer("a photo of a cat", add_special_tokens=False)["input_ids"]
+    if not ids or (tokenizer.unk_token_id is not None and all(i == tokenizer.unk_token_id for i in ids)):
+        files = ", ".join(sorted(f for f in os.listdir(folder) if f in TOKENIZER_FILES or f.endswith(".json")))
+        raise ValueError(
+            f"the tokenizer in {folder!r} has no usable vocabulary ({len(tokenizer)} tokens; 'a photo of a cat' "
+            f"gives only unknown tokens); found {files}. Save the full tokenizer beside the model "
+            "(tokenizer.save_pretrained(folder)): tokenizer.json, or the vocabulary files of a slow tokenizer."
+        )
+    return tokenizer
+
+
+# ------------------------------------------------------------------------------------------------------ all of it
+@dataclass
+class LoadedLM:
+    """What :func:`load_lm` returns.
+
+    Attributes:
+        model: The transformers model, or a peft ``PeftModel`` over one; in eval mode.
+        tokenizer: Its tokenizer.
+        model_type: ``"seq2seq"`` or ``"causal"``.
+        folder: The local folder that ``name_or_path`` resolved to.
+        base_folder: The base model's folder for an adapter, else ``folder``.
+        is_adapter: Whether ``folder`` holds a LoRA adapter.
+    """
+
+    model: Any
+    tokenizer: Any
+    model_type: ModelType
+    folder: str
+    base_folder: str
+    is_adapter: bool
+
+
+def load_lm(
+    name_or_path: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+    torch_dtype: torch.dtype | str | None = None,
+    model_type: ModelType | None = None,
+    use_safetensors: bool = True,
+    trust_remote_code: bool = False,
+) -> LoadedLM:
+    """Load a seq2seq or causal LM, or a LoRA adapter over one, and its tokenizer, from a folder or hub id.
+
+    A folder with ``adapter_config.json`` is an adapter: its base model is loaded the same way, then the adapter on
+    top; the tokenizer comes from the adapter's folder when it has one, else from the base's.
+
+    Args:
+        name_or_path: A local folder or a hub id.
+        revision: Hub revision of ``name_or_path``.
+        cache_dir: Hub cache folder.
+        token: Hub token.
+        local_files_only: Never reach the hub.
+        torch_dtype: Parameter dtype (default float32; ``"auto"`` takes the checkpoint's).
+        model_type: Force ``"seq2seq"`` or ``"causal"`` instead of reading it from the config (not for adapters).
+        use_safetensors: Refuse pickle weights (default).
+        trust_remote_code: Allow a checkpoint's own code to run.
+
+    Raises:
+        FileNotFoundError, NotADirectoryError, OSError, ValueError: As :func:`resolve_folder`, :func:`load_model`,
+            :func:`load_adapter` and :func:`load_tokenizer` raise them.
+    """
+    hub = HubOptions(revision, cache_dir, token, local_files_only)
+    flags = {"use_safetensors": use_safetensors, "trust_remote_code": trust_remote_code}
+    dtype = resolve_dtype(torch_dtype)
+    folder = resolve_folder(name_or_path, **hub, **flags)
+    is_adapter = os.path.isfile(os.path.join(folder, ADAPTER_CONFIG_NAME))
+    if is_adapter:
+        model, found_type, base_folder = load_adapter(folder, dtype=dtype, hub=hub, **flags)
+    else:
+        model, found_type = load_model(folder, dtype=dtype, model_type=model_type, **flags)
+        base_folder = folder
+    tokenizer = load_tokenizer(folder, base_folder, trust_remote_code=trust_remote_code)
+    return LoadedLM(model, tokenizer, found_type, folder, base_folder, is_adapter)
+
+
+def load_pretrained(
+    cls: Any,
+    source: str | os.PathLike,
+    *,
+    argument: str,
+    what: str,
+    hub: HubOptions,
+    use_safetensors: bool | None = None,
+) -> Any:
+    """``cls.from_pretrained(source, ...)`` for a folder or hub id, with an error that names the argument.
+
+    The loader for the reward models (CLIP, image classifiers) and their processors: a model comes back in eval
+    mode; anything else (a processor) as loaded. ``use_safetensors`` goes to models only (processors have no weights).
+
+    Raises:
+        OSError: It cannot be loaded; the message names ``argument`` and ``source``.
+    """
+    source = os.fspath(source)
+    kwargs = {} if use_safetensors is None else {"use_safetensors": use_safetensors}
+    try:
+        loaded = cls.from_pretrained(source, **kwargs, **hub)
+    except OSError as e:
+        raise OSError(f"cannot load the {what} {argument}={source!r}: {e}") from e
+    return loaded.eval() if callable(getattr(loaded, "eval", None)) else loaded
