@@ -31,6 +31,7 @@ __all__ = [
     "HubOptions",
     "LoadedLM",
     "is_hub_id",
+    "is_folder_or_hub_id",
     "hub_model_id",
     "is_offline",
     "resolve_folder",
@@ -104,6 +105,13 @@ def is_hub_id(name: str | os.PathLike) -> bool:
     return True
 
 
+def is_folder_or_hub_id(name: str | os.PathLike | None) -> bool:
+    """Whether ``name`` can be loaded again: an existing folder, or something shaped like a hub id."""
+    if not name:
+        return False
+    return os.path.isdir(name) or is_hub_id(os.fspath(name))
+
+
 def hub_model_id(name: str | None) -> str | None:
     """``name`` when it names a hub repository (a hub id that is not an existing local folder), else None.
 
@@ -161,7 +169,7 @@ def resolve_folder(
             "(config.json or adapter_config.json, the weights and the tokenizer)."
         )
     if not is_hub_id(name):
-        raise FileNotFoundError(f"no folder {name!r}: check the path (a hub id looks like 'org/name').")
+        raise FileNotFoundError(f"{name!r} does not exist: check the path (a hub id looks like 'org/name').")
 
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
@@ -229,35 +237,48 @@ def check_safetensors(folder: str, use_safetensors: bool = True, *, adapter: boo
 
 
 # ----------------------------------------------------------------------------------------------------- models
-def model_type_of(config: Any, where: str = "the model") -> ModelType:
-    """``"seq2seq"`` or ``"causal"`` for a transformers config (or a model, or a peft model over one).
+def model_type_of(obj: Any, where: str = "the model") -> ModelType:
+    """``"seq2seq"`` or ``"causal"`` for a transformers config, or for a model (or a peft model over one).
+
+    A config is judged by the model families transformers maps to ``AutoModelForSeq2SeqLM`` and
+    ``AutoModelForCausalLM`` (or by the classes a remote-code config names); a model by its class, so that a
+    model without a language-modelling head (``T5EncoderModel``) is refused even though its config is a T5's.
 
     Raises:
-        ValueError: The config is neither a seq2seq nor a causal LM's (``where`` names it in the message).
+        ValueError: It is neither a seq2seq nor a causal LM (``where`` names it in the message).
+        TypeError: It is neither a config nor a model with one.
     """
     from transformers import PretrainedConfig
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING,
-        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING,
-    )
+    from transformers.models.auto import modeling_auto as auto
 
-    if not isinstance(config, PretrainedConfig):
-        config = getattr(config, "config", None)
-        if not isinstance(config, PretrainedConfig):
-            raise TypeError(f"{where} has no transformers config; pass a transformers model or its config.")
-    if getattr(config, "is_encoder_decoder", False) or type(config) in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING:
-        return "seq2seq"
-    if type(config) in MODEL_FOR_CAUSAL_LM_MAPPING:
-        return "causal"
-    auto_map = getattr(config, "auto_map", None) or {}  # remote-code models name their own classes
-    if "AutoModelForSeq2SeqLM" in auto_map:
-        return "seq2seq"
-    if "AutoModelForCausalLM" in auto_map:
-        return "causal"
+    if isinstance(obj, PretrainedConfig):
+        config = obj
+        if getattr(config, "is_encoder_decoder", False) or type(config) in auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING:
+            return "seq2seq"
+        if type(config) in auto.MODEL_FOR_CAUSAL_LM_MAPPING:
+            return "causal"
+        auto_map = getattr(config, "auto_map", None) or {}  # remote-code models name their own classes
+        if "AutoModelForSeq2SeqLM" in auto_map:
+            return "seq2seq"
+        if "AutoModelForCausalLM" in auto_map:
+            return "causal"
+        kind = f"model type {getattr(config, 'model_type', type(config).__name__)!r}"
+    else:
+        model = obj.get_base_model() if callable(getattr(obj, "get_base_model", None)) else obj
+        if not isinstance(getattr(model, "config", None), PretrainedConfig):
+            raise TypeError(f"{where} is a {type(obj).__name__}; expected a transformers model or its config.")
+        name = type(model).__name__
+        if name in auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES.values() or (
+            getattr(model.config, "is_encoder_decoder", False) and name.endswith("ForConditionalGeneration")
+        ):
+            return "seq2seq"
+        if name in auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() or name.endswith(("ForCausalLM", "LMHeadModel")):
+            return "causal"
+        kind = f"class {name}"
     raise ValueError(
-        f"{where} has model type {getattr(config, 'model_type', type(config).__name__)!r}, which is neither a "
-        "seq2seq LM (T5, Flan-T5, BART, ...) nor a causal LM (GPT-2, Llama, ...). negopt needs a model "
-        "that generates text: pick a checkpoint of one of those families."
+        f"{where} has {kind}, which is neither a seq2seq LM (T5, Flan-T5, BART, ...) nor a causal LM (GPT-2, "
+        "Llama, ...). negopt needs a model with a language-modelling head that generates text: pick a checkpoint "
+        "of one of those families (e.g. T5ForConditionalGeneration or GPT2LMHeadModel)."
     )
 
 
@@ -378,8 +399,12 @@ def load_adapter(
     hub: HubOptions | None = None,
     use_safetensors: bool = True,
     trust_remote_code: bool = False,
+    is_trainable: bool = False,
 ) -> tuple[Any, ModelType, str]:
     """Load the LoRA adapter in ``folder`` over its base model (``base_model_name_or_path``, a folder or hub id).
+
+    ``is_trainable=True`` loads the adapter to train it further (a trainer's starting point); the default is
+    frozen, for inference.
 
     Returns:
         ``(peft model in eval mode, model_type, the base model's folder)``.
@@ -423,7 +448,7 @@ def load_adapter(
         base_folder, dtype=dtype, use_safetensors=use_safetensors, trust_remote_code=trust_remote_code
     )
     with quiet_peft_wrap():
-        model = PeftModel.from_pretrained(base_model, folder, is_trainable=False)
+        model = PeftModel.from_pretrained(base_model, folder, is_trainable=is_trainable)
     return model.eval(), model_type, base_folder
 
 
@@ -474,7 +499,7 @@ class LoadedLM:
 
     Attributes:
         model: The transformers model, or a peft ``PeftModel`` over one; in eval mode.
-        tokenizer: Its tokenizer.
+        tokenizer: Its tokenizer (None when not asked for).
         model_type: ``"seq2seq"`` or ``"causal"``.
         folder: The local folder that ``name_or_path`` resolved to.
         base_folder: The base model's folder for an adapter, else ``folder``.
@@ -500,6 +525,8 @@ def load_lm(
     model_type: ModelType | None = None,
     use_safetensors: bool = True,
     trust_remote_code: bool = False,
+    is_trainable: bool = False,
+    with_tokenizer: bool = True,
 ) -> LoadedLM:
     """Load a seq2seq or causal LM, or a LoRA adapter over one, and its tokenizer, from a folder or hub id.
 
@@ -516,6 +543,8 @@ def load_lm(
         model_type: Force ``"seq2seq"`` or ``"causal"`` instead of reading it from the config (not for adapters).
         use_safetensors: Refuse pickle weights (default).
         trust_remote_code: Allow a checkpoint's own code to run.
+        is_trainable: Load an adapter to train it further (default: frozen).
+        with_tokenizer: Load the tokenizer too (False: ``tokenizer`` is None, for a caller that has its own).
 
     Raises:
         FileNotFoundError, NotADirectoryError, OSError, ValueError: As :func:`resolve_folder`, :func:`load_model`,
@@ -527,11 +556,11 @@ def load_lm(
     folder = resolve_folder(name_or_path, **hub, **flags)
     is_adapter = os.path.isfile(os.path.join(folder, ADAPTER_CONFIG_NAME))
     if is_adapter:
-        model, found_type, base_folder = load_adapter(folder, dtype=dtype, hub=hub, **flags)
+        model, found_type, base_folder = load_adapter(folder, dtype=dtype, hub=hub, is_trainable=is_trainable, **flags)
     else:
         model, found_type = load_model(folder, dtype=dtype, model_type=model_type, **flags)
         base_folder = folder
-    tokenizer = load_tokenizer(folder, base_folder, trust_remote_code=trust_remote_code)
+    tokenizer = load_tokenizer(folder, base_folder, trust_remote_code=trust_remote_code) if with_tokenizer else None
     return LoadedLM(model, tokenizer, found_type, folder, base_folder, is_adapter)
 
 
