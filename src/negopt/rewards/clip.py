@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from typing import Any
 
 import torch
 
-from negopt.rewards._common import HubOptions, check_batch_size, check_call, resolve_device
+from negopt.hub import load_pretrained
+from negopt.rewards._common import HubOptions, check_batch_size, check_call, resolve_device, warn_if_training
 
 __all__ = [
     "CLIPScoreReward",
@@ -48,14 +48,6 @@ def unwrap_features(output: Any) -> torch.Tensor:
     raise TypeError(f"cannot find the embeddings in a {type(output).__name__}; expected a tensor or pooler_output.")
 
 
-def _warn_if_training(module: torch.nn.Module, argument: str) -> None:
-    if module.training:
-        warnings.warn(
-            f"{argument} is in training mode (dropout active), so its scores are random; call .eval() on it first.",
-            stacklevel=3,
-        )
-
-
 def load_clip(
     model: str | os.PathLike | torch.nn.Module,
     processor: str | os.PathLike | Any | None,
@@ -68,7 +60,7 @@ def load_clip(
 
     processor_hub = HubOptions(**{**hub, "revision": None})  # a processor named apart has its own revisions
     if isinstance(model, torch.nn.Module):
-        _warn_if_training(model, argument)
+        warn_if_training(model, argument)
         if processor is None:
             name = getattr(model, "name_or_path", "") or ""
             if not name:
@@ -79,17 +71,15 @@ def load_clip(
             processor = name
     else:
         source = os.fspath(model)
-        try:
-            model = CLIPModel.from_pretrained(source, use_safetensors=use_safetensors, **hub).eval()
-        except OSError as e:
-            raise OSError(f"cannot load the CLIP model {argument}={source!r}: {e}") from e
+        model = load_pretrained(
+            CLIPModel, source, argument=argument, what="CLIP model", hub=hub, use_safetensors=use_safetensors
+        )
         if processor is None:
             processor, processor_hub = source, hub
     if isinstance(processor, (str, os.PathLike)):
-        try:
-            processor = AutoProcessor.from_pretrained(os.fspath(processor), **processor_hub)
-        except OSError as e:
-            raise OSError(f"cannot load the CLIP processor from {os.fspath(processor)!r}: {e}") from e
+        processor = load_pretrained(
+            AutoProcessor, processor, argument="processor", what="CLIP processor", hub=processor_hub
+        )
     tokenizer = getattr(processor, "tokenizer", None)
     image_processor = getattr(processor, "image_processor", None)
     if tokenizer is None or image_processor is None:
