@@ -13,6 +13,7 @@ Nothing heavy is imported at module level (``is_hub_id`` needs only ``huggingfac
 load when a model does.
 """
 
+from negopt.hub import loading, paths
 from negopt.hub.loading import (
     TOKENIZER_FILES,
     LoadedLM,
@@ -36,23 +37,4 @@ from negopt.hub.paths import (
     resolve_folder,
 )
 
-__all__ = [
-    "ADAPTER_CONFIG_NAME",
-    "TOKENIZER_FILES",
-    "HubOptions",
-    "LoadedLM",
-    "is_hub_id",
-    "is_folder_or_hub_id",
-    "hub_model_id",
-    "is_offline",
-    "resolve_folder",
-    "check_safetensors",
-    "model_type_of",
-    "resolve_dtype",
-    "load_model",
-    "load_adapter",
-    "load_tokenizer",
-    "load_lm",
-    "load_pretrained",
-    "quiet_peft_wrap",
-]
+__all__ = [*paths.__all__, *loading.__all__]

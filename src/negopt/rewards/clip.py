@@ -94,20 +94,25 @@ class _CLIPAlignment:
     """Shared body of the CLIP-based alignment rewards: embed, normalise, compare."""
 
     _argument = "model"
+    # What model=None and processor=None load; a processor of None here means "the model's own".
+    default_model: str = DEFAULT_CLIP_MODEL
+    default_processor: str | None = None
 
     def __init__(
         self,
-        model: str | os.PathLike | torch.nn.Module,
-        processor: str | os.PathLike | Any | None,
+        model: str | os.PathLike | torch.nn.Module | None = None,
+        processor: str | os.PathLike | Any | None = None,
         *,
-        revision: str | None,
-        cache_dir: str | os.PathLike | None,
-        token: str | bool | None,
-        local_files_only: bool,
-        use_safetensors: bool,
-        device: str | torch.device | None,
-        batch_size: int,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        use_safetensors: bool = True,
+        device: str | torch.device | None = None,
+        batch_size: int = 32,
     ):
+        model = self.default_model if model is None else model
+        processor = self.default_processor if processor is None else processor
         self.batch_size = check_batch_size(batch_size)
         hub = HubOptions(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
         self.model, self.tokenizer, self.image_processor = load_clip(
@@ -166,8 +171,8 @@ class CLIPScoreReward(_CLIPAlignment):
     OpenAI CLIP) is truncated. Negative prompts are accepted and ignored.
 
     Args:
-        model: A ``CLIPModel``, or the folder or hub id to load one from.
-        processor: A ``CLIPProcessor``, or its folder or hub id (default: the same as ``model``).
+        model: A ``CLIPModel``, or the folder or hub id to load one from (None: ``openai/clip-vit-large-patch14``).
+        processor: A ``CLIPProcessor``, or its folder or hub id (None: the same as ``model``).
         revision: Hub revision of ``model`` (and of ``processor`` when it is loaded from the same place).
         cache_dir: Hub cache folder.
         token: Hub token.
@@ -185,31 +190,6 @@ class CLIPScoreReward(_CLIPAlignment):
         >>> reward(images=pipe(prompts).images, prompts=prompts)  # doctest: +SKIP
         [31.2, 27.9]
     """
-
-    def __init__(
-        self,
-        model: str | os.PathLike | torch.nn.Module = DEFAULT_CLIP_MODEL,
-        processor: str | os.PathLike | Any | None = None,
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        token: str | bool | None = None,
-        local_files_only: bool = False,
-        use_safetensors: bool = True,
-        device: str | torch.device | None = None,
-        batch_size: int = 32,
-    ):
-        super().__init__(
-            model,
-            processor,
-            revision=revision,
-            cache_dir=cache_dir,
-            token=token,
-            local_files_only=local_files_only,
-            use_safetensors=use_safetensors,
-            device=device,
-            batch_size=batch_size,
-        )
 
     def __call__(self, images=None, prompts=None, negative_prompts=None, **kwargs) -> list[float]:
         """Score each image against its prompt.
@@ -234,8 +214,8 @@ class PickScoreReward(_CLIPAlignment):
     ``CLIPModel``, no extra package.
 
     Args:
-        model: A ``CLIPModel``, or the folder or hub id to load one from (default PickScore_v1).
-        processor: A ``CLIPProcessor``, or its folder or hub id (default the CLIP-H processor PickScore was trained
+        model: A ``CLIPModel``, or the folder or hub id to load one from (None: ``yuvalkirstain/PickScore_v1``).
+        processor: A ``CLIPProcessor``, or its folder or hub id (None: the CLIP-H processor PickScore was trained
             with).
         revision: Hub revision of ``model`` (and of ``processor`` when it is loaded from the same place).
         cache_dir: Hub cache folder.
@@ -251,30 +231,8 @@ class PickScoreReward(_CLIPAlignment):
         [21.4, 20.8]
     """
 
-    def __init__(
-        self,
-        model: str | os.PathLike | torch.nn.Module = DEFAULT_PICKSCORE_MODEL,
-        processor: str | os.PathLike | Any | None = DEFAULT_PICKSCORE_PROCESSOR,
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        token: str | bool | None = None,
-        local_files_only: bool = False,
-        use_safetensors: bool = True,
-        device: str | torch.device | None = None,
-        batch_size: int = 32,
-    ):
-        super().__init__(
-            model,
-            processor,
-            revision=revision,
-            cache_dir=cache_dir,
-            token=token,
-            local_files_only=local_files_only,
-            use_safetensors=use_safetensors,
-            device=device,
-            batch_size=batch_size,
-        )
+    default_model = DEFAULT_PICKSCORE_MODEL
+    default_processor = DEFAULT_PICKSCORE_PROCESSOR
 
     def __call__(self, images=None, prompts=None, negative_prompts=None, **kwargs) -> list[float]:
         """Score each image against its prompt; one float per image (same arguments as CLIPScoreReward)."""
