@@ -1,4 +1,4 @@
-"""Print the CLIP token count of every word of the built-in generator's vocabulary, for ``negopt/builtin.py``.
+"""Print the CLIP token count of every word of the built-in generator's vocabulary (``negopt/builtin/vocabulary.py``).
 
 The built-in generator budgets its negatives with ``_CLIP_WORD_TOKENS``, a table of these counts, so that it needs no
 tokenizer at run time. Run this after adding terms to the vocabulary and paste its output over the table:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-import negopt.builtin
+import negopt.builtin.rules
 from negopt import BuiltinGenerator
 from negopt.builtin import _CLIP_WORD_TOKENS, _vocabulary_words, approx_clip_tokens
 from negopt.text import fit_terms, join_terms, split_terms, term_key
@@ -414,7 +414,7 @@ def test_repr():
 
 
 def test_docstring_examples():
-    result = doctest.testmod(negopt.builtin, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(negopt.builtin.rules, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 3 and result.failed == 0
 
 

@@ -40,6 +40,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from negopt.hub import is_hub_id
 from negopt.text import clean_negative
 from negopt.text import strip_weights as _strip_weights
 
@@ -213,7 +214,7 @@ def _load_source(source, *, revision, cache_dir, token):
     if os.path.isdir(path):
         raise ValueError(f"source {path!r} is a folder; pass a parquet, CSV or JSONL file inside it, or a hub id.")
     # A hub id is "name" or "owner/name"; anything else that does not exist is a missing file.
-    if path.lower().endswith(_LOCAL_SUFFIXES) or path.startswith((".", "/", "~")) or path.count("/") > 1:
+    if path.lower().endswith(_LOCAL_SUFFIXES) or not is_hub_id(path):
         raise FileNotFoundError(f"source {path!r} does not exist; check the path.")
     try:
         ds = datasets.load_dataset(path, revision=revision, cache_dir=cache_dir, token=token, split="train")

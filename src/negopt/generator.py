@@ -8,10 +8,8 @@ and pushes folders that load back with :meth:`NegOptGenerator.from_pretrained`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import re
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -19,7 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from negopt import hub
 from negopt.config import CONFIG_NAME, NegOptConfig
+from negopt.hub import ADAPTER_CONFIG_NAME
+from negopt.model_card import GeneratorCardInfo, generator_model_card, write_model_card
 from negopt.text import clean_negative, strip_echo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,243 +30,9 @@ __all__ = ["NegOptGenerator", "ADAPTER_CONFIG_NAME", "DEFAULT_MAX_INPUT_TOKENS"]
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_CONFIG_NAME = "adapter_config.json"
 DEFAULT_MAX_INPUT_TOKENS = 512
 # Tokenizers without a real limit report model_max_length as ~1e30; anything above this is treated as "no limit".
 _SANE_MAX_LENGTH = 100_000
-_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
-
-
-# --------------------------------------------------------------------------------------------------------- helpers
-def _model_type_from_config(config: Any, where: str) -> str:
-    """``"seq2seq"`` or ``"causal"`` for a transformers config; ValueError for anything else."""
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING,
-        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING,
-    )
-
-    if getattr(config, "is_encoder_decoder", False) or type(config) in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING:
-        return "seq2seq"
-    if type(config) in MODEL_FOR_CAUSAL_LM_MAPPING:
-        return "causal"
-    auto_map = getattr(config, "auto_map", None) or {}  # remote-code models name their own classes
-    if "AutoModelForSeq2SeqLM" in auto_map:
-        return "seq2seq"
-    if "AutoModelForCausalLM" in auto_map:
-        return "causal"
-    raise ValueError(
-        f"{where} has model type {getattr(config, 'model_type', type(config).__name__)!r}, which is neither a "
-        "seq2seq LM (T5, Flan-T5, BART, ...) nor a causal LM (GPT-2, Llama, ...). NegOptGenerator needs a model "
-        "that generates text: pick a checkpoint of one of those families."
-    )
-
-
-def _is_hub_id(name: str) -> bool:
-    return bool(_HUB_ID.match(name)) and ".." not in name
-
-
-def _looks_like_path(name: str) -> bool:
-    return (
-        os.path.isabs(name)
-        or name.startswith((".", "~"))
-        or "\\" in name
-        or name.count("/") > 1
-        or not _is_hub_id(name)
-    )
-
-
-def _hub_offline() -> bool:
-    try:
-        from huggingface_hub import is_offline_mode
-
-        return bool(is_offline_mode())
-    except ImportError:  # pragma: no cover - older huggingface_hub
-        from huggingface_hub import constants
-
-        return bool(constants.HF_HUB_OFFLINE)
-
-
-def _resolve_folder(
-    name_or_path: str | os.PathLike,
-    *,
-    revision: str | None,
-    cache_dir: str | os.PathLike | None,
-    token: str | bool | None,
-    local_files_only: bool,
-    use_safetensors: bool,
-    trust_remote_code: bool,
-) -> str:
-    """A local folder holding ``name_or_path``: the folder itself, or a hub snapshot (local cache first)."""
-    if not isinstance(name_or_path, (str, os.PathLike)):
-        raise TypeError(
-            f"name_or_path must be a folder path or a hub id (str), got {type(name_or_path).__name__}: "
-            f"{name_or_path!r}."
-        )
-    name = os.path.expanduser(os.fspath(name_or_path))
-    if os.path.isdir(name):
-        return name
-    if os.path.exists(name):
-        raise NotADirectoryError(
-            f"{name!r} is a file; NegOptGenerator.from_pretrained needs the folder that holds the model "
-            "(config.json or adapter_config.json, the weights and the tokenizer)."
-        )
-    if _looks_like_path(name):
-        raise FileNotFoundError(f"no folder {name!r}: check the path (a hub id looks like 'org/name').")
-
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "README.md"]
-    if not use_safetensors:
-        patterns.append("*.bin")
-    if trust_remote_code:
-        patterns.append("*.py")
-    try:
-        return snapshot_download(
-            name,
-            revision=revision,
-            cache_dir=cache_dir,
-            token=token,
-            local_files_only=local_files_only,
-            allow_patterns=patterns,
-        )
-    except HFValidationError as e:
-        raise FileNotFoundError(f"{name!r} is neither a local folder nor a valid hub id ({e}).") from e
-    except GatedRepoError as e:
-        raise OSError(
-            f"{name!r} is a gated repository on the hub: accept its terms on the hub and pass token=... ({e})."
-        ) from e
-    except RepositoryNotFoundError as e:
-        raise OSError(
-            f"could not find {name!r} locally or on the hub: no such folder or repository (a private repository "
-            "needs token=...)."
-        ) from e
-    except RevisionNotFoundError as e:
-        raise OSError(f"revision {revision!r} of {name!r} was not found on the hub.") from e
-    except LocalEntryNotFoundError as e:
-        if _hub_offline():
-            why = "the hub is offline (HF_HUB_OFFLINE=1)"
-        elif local_files_only:
-            why = "local_files_only=True"
-        else:
-            why = "the hub could not be reached"
-        raise OSError(
-            f"could not find {name!r} locally and {why}: pass a local folder, or download it first when online."
-        ) from e
-    except OSError as e:  # network failures and the like
-        raise OSError(f"could not download {name!r} from the hub: {e}") from e
-
-
-def _has_tokenizer(folder: str) -> bool:
-    return any(os.path.isfile(os.path.join(folder, f)) for f in _TOKENIZER_FILES)
-
-
-def _check_weights(folder: str, use_safetensors: bool, adapter: bool = False) -> None:
-    """Refuse pickle-only weights unless the caller opted in with ``use_safetensors=False``."""
-    files = os.listdir(folder)
-    stem = "adapter_model" if adapter else ""
-    has_safe = any(f.endswith(".safetensors") and f.startswith(stem) for f in files)
-    has_pickle = any(f.endswith((".bin", ".pt", ".pth")) and f.startswith(stem) for f in files)
-    if use_safetensors and not has_safe and has_pickle:
-        pickled = sorted(f for f in files if f.endswith((".bin", ".pt", ".pth")))
-        raise ValueError(
-            f"{folder!r} holds only pickle weights ({', '.join(pickled)}), which can run arbitrary code when loaded; "
-            "negopt loads safetensors only by default. If you trust the file, pass use_safetensors=False "
-            "(or convert it to safetensors)."
-        )
-
-
-def _resolve_dtype(torch_dtype: torch.dtype | str | None) -> torch.dtype | str:
-    if torch_dtype is None:
-        return torch.float32
-    if isinstance(torch_dtype, torch.dtype) or torch_dtype == "auto":
-        return torch_dtype
-    if isinstance(torch_dtype, str) and isinstance(getattr(torch, torch_dtype, None), torch.dtype):
-        return getattr(torch, torch_dtype)
-    raise ValueError(
-        f"torch_dtype must be a torch.dtype, a dtype name such as 'bfloat16', or 'auto'; got {torch_dtype!r}."
-    )
-
-
-def _load_transformers_model(
-    folder: str, *, dtype: Any, use_safetensors: bool, trust_remote_code: bool
-) -> tuple[PreTrainedModel, str]:
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
-
-    if not os.path.isfile(os.path.join(folder, "config.json")):
-        raise FileNotFoundError(
-            f"{folder!r} is not a generator folder: it has neither config.json (a transformers model) nor "
-            f"{ADAPTER_CONFIG_NAME} (a LoRA adapter)."
-        )
-    try:
-        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    except ValueError as e:
-        raise ValueError(f"cannot read the model config in {folder!r}: {e}") from e
-    model_type = _model_type_from_config(config, repr(folder))
-    _check_weights(folder, use_safetensors)
-    auto_cls = AutoModelForSeq2SeqLM if model_type == "seq2seq" else AutoModelForCausalLM
-    try:
-        model = auto_cls.from_pretrained(
-            folder,
-            config=config,
-            dtype=dtype,
-            # None lets transformers fall back to .bin, which the caller allowed with use_safetensors=False.
-            use_safetensors=True if use_safetensors else None,
-            trust_remote_code=trust_remote_code,
-        )
-    except OSError as e:
-        raise OSError(f"cannot load the model weights in {folder!r}: {e}") from e
-    return model.eval(), model_type
-
-
-def _hub_base_model(name: str | None) -> str | None:
-    """The base model id for a model card, if it is a hub id rather than a local path."""
-    if not name or os.path.isdir(name) or _looks_like_path(name):
-        return None
-    return name
-
-
-_MODEL_CARD = """---
-library_name: negopt
-tags:
-- negopt
-- negative-prompt
-- text-to-image
-- stable-diffusion
-- diffusers
-{base_model}pipeline_tag: {pipeline_tag}
----
-
-# {title}
-
-A negative-prompt generator for text-to-image models, made with negopt (`pip install negopt`; the method is
-NegOpt, Ogezi & Shi, 2024). It reads a prompt and writes a negative prompt for it.
-
-- Model: {model_class} ({model_type}){adapter_line}
-- Prompt template: `{template}`
-- negopt version: {version}
-
-## How to use
-
-```python
-from negopt import NegOptGenerator, NegOptPipeline
-
-gen = NegOptGenerator.from_pretrained("{repo_id}")
-gen("a portrait photo of an old fisherman")          # -> a negative prompt
-
-# Or fill the negative prompt of any diffusers pipeline:
-# pipe = NegOptPipeline(stable_diffusion_pipeline, gen)
-```
-
-From the command line: `negopt generate --model {repo_id} "a portrait photo of an old fisherman"`.
-"""
 
 
 # ----------------------------------------------------------------------------------------------------- generator
@@ -311,7 +78,7 @@ class NegOptGenerator:
                 f"config must be a negopt.NegOptConfig or None, got {type(config).__name__}; "
                 "build one with NegOptConfig(...) or NegOptConfig.from_dict(d)."
             )
-        model_type = _model_type_from_config(model.config, f"the model ({type(model).__name__})")
+        model_type = hub.model_type_of(model.config, f"the model ({type(model).__name__})")
         if config is None:
             config = NegOptConfig(model_type=model_type)
         elif config.model_type != model_type:
@@ -423,35 +190,29 @@ class NegOptGenerator:
             The generator, its model in eval mode.
 
         Raises:
-            FileNotFoundError: A local path that does not exist, or a folder without a model.
+            FileNotFoundError: A local path that does not exist, a folder without a model, or no tokenizer files
+                (the message names the folders and the files expected).
             OSError: The hub could not provide ``name_or_path`` (offline, no such repository, network); the message
                 says which.
             ValueError: Pickle-only weights with ``use_safetensors=True``; a model that is neither seq2seq nor
-                causal; a ``negopt_config.json`` whose model type does not match the model.
+                causal; weights that do not cover the model (another architecture's); a tokenizer with no usable
+                vocabulary; a ``negopt_config.json`` whose model type does not match the model.
 
         Example:
             >>> gen = NegOptGenerator.from_pretrained("path/to/generator")  # doctest: +SKIP
             >>> gen("a red fox in the snow")  # doctest: +SKIP
         """
-        hub = {"cache_dir": cache_dir, "token": token, "local_files_only": local_files_only}
-        flags = {"use_safetensors": use_safetensors, "trust_remote_code": trust_remote_code}
-        dtype = _resolve_dtype(torch_dtype)
-        folder = _resolve_folder(name_or_path, revision=revision, **hub, **flags)
-
-        if os.path.isfile(os.path.join(folder, ADAPTER_CONFIG_NAME)):
-            model, model_type, base_folder = cls._load_adapter(folder, dtype=dtype, hub=hub, **flags)
-        else:
-            model, model_type = _load_transformers_model(folder, dtype=dtype, **flags)
-            base_folder = folder
-
-        from transformers import AutoTokenizer
-
-        tok_folder = folder if _has_tokenizer(folder) else base_folder
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(tok_folder, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError) as e:
-            raise OSError(f"cannot load the tokenizer of {os.fspath(name_or_path)!r} from {tok_folder!r}: {e}") from e
-
+        loaded = hub.load_lm(
+            name_or_path,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only,
+            torch_dtype=torch_dtype,
+            use_safetensors=use_safetensors,
+            trust_remote_code=trust_remote_code,
+        )
+        folder, base_folder, model_type = loaded.folder, loaded.base_folder, loaded.model_type
         config = None
         for candidate in (folder, base_folder):
             path = os.path.join(candidate, CONFIG_NAME)
@@ -466,50 +227,10 @@ class NegOptGenerator:
                 f"{CONFIG_NAME} in {folder!r} says model_type={config.model_type!r}, but the model is a {model_type} "
                 f"LM; fix the file (model_type: {model_type!r}) or delete it."
             )
-        generator = cls(model, tokenizer, config)
+        generator = cls(loaded.model, loaded.tokenizer, config)
         if device is not None:
             generator.to(device)
         return generator
-
-    @staticmethod
-    def _load_adapter(
-        folder: str, *, dtype: Any, hub: dict[str, Any], use_safetensors: bool, trust_remote_code: bool
-    ) -> tuple[Any, str, str]:
-        try:
-            from peft import PeftConfig, PeftModel
-        except ImportError as e:  # peft is a dependency, but keep the message useful if it is missing
-            raise ImportError(f"{folder!r} holds a LoRA adapter, which needs peft: pip install peft") from e
-
-        with open(os.path.join(folder, ADAPTER_CONFIG_NAME), encoding="utf-8") as f:
-            try:
-                raw = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{ADAPTER_CONFIG_NAME} in {folder!r} is not valid JSON ({e}).") from e
-        base = raw.get("base_model_name_or_path")
-        if not base:
-            raise ValueError(
-                f"{ADAPTER_CONFIG_NAME} in {folder!r} has no base_model_name_or_path, so its base model is unknown; "
-                "set it to the folder or hub id the adapter was trained on."
-            )
-        if not os.path.isabs(base) and os.path.isdir(os.path.join(folder, base)):
-            base = os.path.join(folder, base)  # a base saved beside/inside the adapter, by relative path
-        _check_weights(folder, use_safetensors, adapter=True)
-        peft_config = PeftConfig.from_pretrained(folder)
-        try:
-            base_folder = _resolve_folder(
-                base,
-                revision=getattr(peft_config, "revision", None),
-                use_safetensors=use_safetensors,
-                trust_remote_code=trust_remote_code,
-                **hub,
-            )
-        except OSError as e:
-            raise type(e)(f"cannot load the base model of the adapter in {folder!r}: {e}") from e
-        base_model, model_type = _load_transformers_model(
-            base_folder, dtype=dtype, use_safetensors=use_safetensors, trust_remote_code=trust_remote_code
-        )
-        model = PeftModel.from_pretrained(base_model, folder, is_trainable=False)
-        return model.eval(), model_type, base_folder
 
     # ------------------------------------------------------------------------------------------------- generation
     def __call__(
@@ -747,32 +468,27 @@ class NegOptGenerator:
             base = self.model.peft_config[getattr(self.model, "active_adapter", "default")].base_model_name_or_path
         config = dataclasses.replace(self.config, negopt_version=__version__, base_model_name_or_path=base)
         config.save_pretrained(save_directory)
-        self._write_model_card(save_directory, config)
+        write_model_card(save_directory, self.model_card(config))
         return save_directory
 
-    def _write_model_card(self, save_directory: str, config: NegOptConfig, repo_id: str | None = None) -> None:
-        path = os.path.join(save_directory, "README.md")
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                if "library_name: negopt" not in f.read():
-                    logger.info("keeping the existing README.md in %s", save_directory)
-                    return
-        base_id = _hub_base_model(config.base_model_name_or_path)
+    def model_card(self, config: NegOptConfig | None = None, repo_id: str | None = None):
+        """The model card (a ``huggingface_hub.ModelCard``) that :meth:`save_pretrained` writes as ``README.md``.
+
+        Args:
+            config: The config to describe (default: the generator's).
+            repo_id: The hub repository, named in the card's title and examples when pushing.
+        """
+        config = config if config is not None else self.config
         is_adapter = hasattr(self.model, "peft_config")
-        model_class = type(self.model.get_base_model() if is_adapter else self.model).__name__
-        card = _MODEL_CARD.format(
-            base_model=f"base_model: {base_id}\n" if base_id else "",
-            pipeline_tag="text2text-generation" if self.is_seq2seq else "text-generation",
-            title=repo_id.split("/")[-1] if repo_id else "negopt generator",
-            model_class=model_class,
+        info = GeneratorCardInfo(
+            model_class=type(self.model.get_base_model() if is_adapter else self.model).__name__,
             model_type=config.model_type,
-            adapter_line=f", LoRA adapter over `{config.base_model_name_or_path}`" if is_adapter else "",
-            template=config.prompt_template.replace("\n", "\\n"),
-            version=config.negopt_version,
-            repo_id=repo_id or "path/to/this/folder",
+            prompt_template=config.prompt_template,
+            negopt_version=config.negopt_version,
+            base_model=config.base_model_name_or_path,
+            is_adapter=is_adapter,
         )
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(card)
+        return generator_model_card(info, repo_id=repo_id)
 
     def prepare_upload_folder(self, folder: str | os.PathLike, repo_id: str) -> str:
         """Write what :meth:`push_to_hub` would upload into ``folder``; returns the folder.
@@ -782,15 +498,15 @@ class NegOptGenerator:
         folder = self.save_pretrained(folder)
         config = NegOptConfig.from_json_file(os.path.join(folder, CONFIG_NAME))
         base = config.base_model_name_or_path
-        if hasattr(self.model, "peft_config") and _hub_base_model(base) is None:
+        if hasattr(self.model, "peft_config") and hub.hub_model_id(base) is None:
             warnings.warn(
                 f"the adapter's base model {base!r} is a local path, so others cannot load {repo_id!r} from the hub; "
                 "train the adapter on a hub model, or push a merged model (model.merge_and_unload()).",
                 UserWarning,
                 stacklevel=3,
             )
-        os.remove(os.path.join(folder, "README.md"))  # rewrite the card with the repository's name in it
-        self._write_model_card(folder, config, repo_id=repo_id)
+        # The card again, with the repository's name in it.
+        write_model_card(folder, self.model_card(config, repo_id=repo_id), overwrite=True)
         return folder
 
     def push_to_hub(
@@ -814,7 +530,7 @@ class NegOptGenerator:
         Returns:
             The URL of the commit.
         """
-        if not isinstance(repo_id, str) or not _is_hub_id(repo_id):
+        if not isinstance(repo_id, str) or not hub.is_hub_id(repo_id):
             raise ValueError(f"repo_id must be a hub id such as 'user/negopt-generator', got {repo_id!r}.")
         from huggingface_hub import HfApi
 

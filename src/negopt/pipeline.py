@@ -214,10 +214,11 @@ class NegOptPipeline:
 
             negative_prompt_generator = BuiltinGenerator()
         elif isinstance(negative_prompt_generator, (str, os.PathLike)):
-            from negopt.generator import NegOptGenerator, _is_hub_id
+            from negopt.generator import NegOptGenerator
+            from negopt.hub import is_folder_or_hub_id
 
             name = os.fspath(negative_prompt_generator)
-            if not (os.path.isdir(name) or _is_hub_id(name)):
+            if not is_folder_or_hub_id(name):
                 raise TypeError(
                     f"`negative_prompt_generator` is the str {name!r}, which is neither a generator folder nor a hub "
                     "id. To send a fixed negative prompt, pass it when calling: pipe(prompt, negative_prompt=...); to "

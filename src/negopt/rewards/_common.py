@@ -8,14 +8,16 @@ as to that image saved to PNG and read back.
 
 from __future__ import annotations
 
-import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["to_uint8_arrays", "to_uint8_tensor", "check_call", "HubOptions", "resolve_device"]
+from negopt.hub import HubOptions
+
+__all__ = ["to_uint8_arrays", "to_uint8_tensor", "check_call", "HubOptions", "resolve_device", "warn_if_training"]
 
 ImageInput = Any  # a list of PIL images, a numpy array, a torch tensor, or a list of arrays/tensors
 
@@ -143,17 +145,13 @@ def check_call(images: ImageInput, prompts: Sequence[str] | str | None, negative
     return arrays, prompts
 
 
-class HubOptions(dict):
-    """The explicit hub keyword arguments every loader takes, gathered once to pass on."""
-
-    def __init__(
-        self,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        token: str | bool | None = None,
-        local_files_only: bool = False,
-    ):
-        super().__init__(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
+def warn_if_training(module: torch.nn.Module, argument: str) -> None:
+    """Warn that a model handed in is in training mode: its dropout makes the scores random."""
+    if module.training:
+        warnings.warn(
+            f"{argument} is in training mode (dropout active), so its scores are random; call .eval() on it first.",
+            stacklevel=3,
+        )
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -34,8 +34,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from negopt.rewards._common import HubOptions, check_batch_size, check_call, resolve_device
-from negopt.rewards.clip import _warn_if_training, unwrap_features
+from negopt.hub import load_pretrained
+from negopt.rewards._common import HubOptions, check_batch_size, check_call, resolve_device, warn_if_training
+from negopt.rewards.clip import unwrap_features
 
 __all__ = [
     "AestheticMLP",
@@ -269,16 +270,15 @@ class AestheticReward:
         self.batch_size = check_batch_size(batch_size)
         hub = HubOptions(revision, cache_dir, token, local_files_only)
         if isinstance(clip_model, nn.Module):
-            _warn_if_training(clip_model, "clip_model")
+            warn_if_training(clip_model, "clip_model")
             self.clip_model = clip_model
         else:
             from transformers import CLIPModel
 
             source = os.fspath(clip_model)
-            try:
-                self.clip_model = CLIPModel.from_pretrained(source, use_safetensors=use_safetensors, **hub).eval()
-            except OSError as e:
-                raise OSError(f"cannot load the CLIP model clip_model={source!r}: {e}") from e
+            self.clip_model = load_pretrained(
+                CLIPModel, source, argument="clip_model", what="CLIP model", hub=hub, use_safetensors=use_safetensors
+            )
             if image_processor is None:
                 image_processor = source
         if image_processor is None:
@@ -288,10 +288,12 @@ class AestheticReward:
         elif isinstance(image_processor, (str, os.PathLike)):
             from transformers import AutoImageProcessor
 
-            image_processor = AutoImageProcessor.from_pretrained(os.fspath(image_processor), **hub)
+            image_processor = load_pretrained(
+                AutoImageProcessor, image_processor, argument="image_processor", what="image processor", hub=hub
+            )
         self.image_processor = getattr(image_processor, "image_processor", image_processor)
         if isinstance(head, nn.Module):
-            _warn_if_training(head, "head")
+            warn_if_training(head, "head")
             self.head = head
         else:
             self.head = AestheticMLP.from_pretrained(

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from typing import Any
 
 import torch
 
-from negopt.rewards._common import HubOptions, check_batch_size, check_call, resolve_device
+from negopt.hub import load_pretrained
+from negopt.rewards._common import HubOptions, check_batch_size, check_call, resolve_device, warn_if_training
 
 __all__ = [
     "CLIPScoreReward",
@@ -48,14 +48,6 @@ def unwrap_features(output: Any) -> torch.Tensor:
     raise TypeError(f"cannot find the embeddings in a {type(output).__name__}; expected a tensor or pooler_output.")
 
 
-def _warn_if_training(module: torch.nn.Module, argument: str) -> None:
-    if module.training:
-        warnings.warn(
-            f"{argument} is in training mode (dropout active), so its scores are random; call .eval() on it first.",
-            stacklevel=3,
-        )
-
-
 def load_clip(
     model: str | os.PathLike | torch.nn.Module,
     processor: str | os.PathLike | Any | None,
@@ -68,7 +60,7 @@ def load_clip(
 
     processor_hub = HubOptions(**{**hub, "revision": None})  # a processor named apart has its own revisions
     if isinstance(model, torch.nn.Module):
-        _warn_if_training(model, argument)
+        warn_if_training(model, argument)
         if processor is None:
             name = getattr(model, "name_or_path", "") or ""
             if not name:
@@ -79,17 +71,15 @@ def load_clip(
             processor = name
     else:
         source = os.fspath(model)
-        try:
-            model = CLIPModel.from_pretrained(source, use_safetensors=use_safetensors, **hub).eval()
-        except OSError as e:
-            raise OSError(f"cannot load the CLIP model {argument}={source!r}: {e}") from e
+        model = load_pretrained(
+            CLIPModel, source, argument=argument, what="CLIP model", hub=hub, use_safetensors=use_safetensors
+        )
         if processor is None:
             processor, processor_hub = source, hub
     if isinstance(processor, (str, os.PathLike)):
-        try:
-            processor = AutoProcessor.from_pretrained(os.fspath(processor), **processor_hub)
-        except OSError as e:
-            raise OSError(f"cannot load the CLIP processor from {os.fspath(processor)!r}: {e}") from e
+        processor = load_pretrained(
+            AutoProcessor, processor, argument="processor", what="CLIP processor", hub=processor_hub
+        )
     tokenizer = getattr(processor, "tokenizer", None)
     image_processor = getattr(processor, "image_processor", None)
     if tokenizer is None or image_processor is None:
@@ -104,20 +94,25 @@ class _CLIPAlignment:
     """Shared body of the CLIP-based alignment rewards: embed, normalise, compare."""
 
     _argument = "model"
+    # What model=None and processor=None load; a processor of None here means "the model's own".
+    default_model: str = DEFAULT_CLIP_MODEL
+    default_processor: str | None = None
 
     def __init__(
         self,
-        model: str | os.PathLike | torch.nn.Module,
-        processor: str | os.PathLike | Any | None,
+        model: str | os.PathLike | torch.nn.Module | None = None,
+        processor: str | os.PathLike | Any | None = None,
         *,
-        revision: str | None,
-        cache_dir: str | os.PathLike | None,
-        token: str | bool | None,
-        local_files_only: bool,
-        use_safetensors: bool,
-        device: str | torch.device | None,
-        batch_size: int,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        use_safetensors: bool = True,
+        device: str | torch.device | None = None,
+        batch_size: int = 32,
     ):
+        model = self.default_model if model is None else model
+        processor = self.default_processor if processor is None else processor
         self.batch_size = check_batch_size(batch_size)
         hub = HubOptions(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
         self.model, self.tokenizer, self.image_processor = load_clip(
@@ -176,8 +171,8 @@ class CLIPScoreReward(_CLIPAlignment):
     OpenAI CLIP) is truncated. Negative prompts are accepted and ignored.
 
     Args:
-        model: A ``CLIPModel``, or the folder or hub id to load one from.
-        processor: A ``CLIPProcessor``, or its folder or hub id (default: the same as ``model``).
+        model: A ``CLIPModel``, or the folder or hub id to load one from (None: ``openai/clip-vit-large-patch14``).
+        processor: A ``CLIPProcessor``, or its folder or hub id (None: the same as ``model``).
         revision: Hub revision of ``model`` (and of ``processor`` when it is loaded from the same place).
         cache_dir: Hub cache folder.
         token: Hub token.
@@ -195,31 +190,6 @@ class CLIPScoreReward(_CLIPAlignment):
         >>> reward(images=pipe(prompts).images, prompts=prompts)  # doctest: +SKIP
         [31.2, 27.9]
     """
-
-    def __init__(
-        self,
-        model: str | os.PathLike | torch.nn.Module = DEFAULT_CLIP_MODEL,
-        processor: str | os.PathLike | Any | None = None,
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        token: str | bool | None = None,
-        local_files_only: bool = False,
-        use_safetensors: bool = True,
-        device: str | torch.device | None = None,
-        batch_size: int = 32,
-    ):
-        super().__init__(
-            model,
-            processor,
-            revision=revision,
-            cache_dir=cache_dir,
-            token=token,
-            local_files_only=local_files_only,
-            use_safetensors=use_safetensors,
-            device=device,
-            batch_size=batch_size,
-        )
 
     def __call__(self, images=None, prompts=None, negative_prompts=None, **kwargs) -> list[float]:
         """Score each image against its prompt.
@@ -244,8 +214,8 @@ class PickScoreReward(_CLIPAlignment):
     ``CLIPModel``, no extra package.
 
     Args:
-        model: A ``CLIPModel``, or the folder or hub id to load one from (default PickScore_v1).
-        processor: A ``CLIPProcessor``, or its folder or hub id (default the CLIP-H processor PickScore was trained
+        model: A ``CLIPModel``, or the folder or hub id to load one from (None: ``yuvalkirstain/PickScore_v1``).
+        processor: A ``CLIPProcessor``, or its folder or hub id (None: the CLIP-H processor PickScore was trained
             with).
         revision: Hub revision of ``model`` (and of ``processor`` when it is loaded from the same place).
         cache_dir: Hub cache folder.
@@ -261,30 +231,8 @@ class PickScoreReward(_CLIPAlignment):
         [21.4, 20.8]
     """
 
-    def __init__(
-        self,
-        model: str | os.PathLike | torch.nn.Module = DEFAULT_PICKSCORE_MODEL,
-        processor: str | os.PathLike | Any | None = DEFAULT_PICKSCORE_PROCESSOR,
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        token: str | bool | None = None,
-        local_files_only: bool = False,
-        use_safetensors: bool = True,
-        device: str | torch.device | None = None,
-        batch_size: int = 32,
-    ):
-        super().__init__(
-            model,
-            processor,
-            revision=revision,
-            cache_dir=cache_dir,
-            token=token,
-            local_files_only=local_files_only,
-            use_safetensors=use_safetensors,
-            device=device,
-            batch_size=batch_size,
-        )
+    default_model = DEFAULT_PICKSCORE_MODEL
+    default_processor = DEFAULT_PICKSCORE_PROCESSOR
 
     def __call__(self, images=None, prompts=None, negative_prompts=None, **kwargs) -> list[float]:
         """Score each image against its prompt; one float per image (same arguments as CLIPScoreReward)."""

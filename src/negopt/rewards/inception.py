@@ -31,8 +31,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from negopt.rewards._common import HubOptions, check_batch_size, check_call, resolve_device
-from negopt.rewards.clip import _warn_if_training
+from negopt.hub import load_pretrained
+from negopt.rewards._common import HubOptions, check_batch_size, check_call, resolve_device, warn_if_training
 
 __all__ = ["InceptionReward", "TransformersImageClassifier", "inception_v3", "inception_terms"]
 
@@ -97,12 +97,17 @@ class TransformersImageClassifier(nn.Module):
 
         source = os.fspath(path_or_id)
         hub = HubOptions(revision, cache_dir, token, local_files_only)
-        try:
-            model = AutoModelForImageClassification.from_pretrained(source, use_safetensors=use_safetensors, **hub)
-            processor = AutoImageProcessor.from_pretrained(source, **hub)
-        except OSError as e:
-            raise OSError(f"cannot load the image classifier {source!r}: {e}") from e
-        return cls(model.eval(), processor)
+        what = "image classifier"
+        model = load_pretrained(
+            AutoModelForImageClassification,
+            source,
+            argument="path_or_id",
+            what=what,
+            hub=hub,
+            use_safetensors=use_safetensors,
+        )
+        processor = load_pretrained(AutoImageProcessor, source, argument="path_or_id", what=what, hub=hub)
+        return cls(model, processor)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         arrays = [image.permute(1, 2, 0).cpu().numpy() for image in images]
@@ -187,7 +192,7 @@ class InceptionReward:
         if classifier is None:
             self.classifier = inception_v3()
         elif isinstance(classifier, nn.Module):
-            _warn_if_training(classifier, "classifier")
+            warn_if_training(classifier, "classifier")
             self.classifier = classifier
         elif isinstance(classifier, (str, os.PathLike)):
             self.classifier = TransformersImageClassifier.from_pretrained(

@@ -25,9 +25,12 @@ def add_lora(
     """
     from peft import LoraConfig, TaskType, get_peft_model
 
+    from negopt.hub import quiet_peft_wrap
+
     task = TaskType.SEQ_2_SEQ_LM if model_type == "seq2seq" else TaskType.CAUSAL_LM
     config = LoraConfig(task_type=task, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules)
-    return get_peft_model(model, config)
+    with quiet_peft_wrap():
+        return get_peft_model(model, config)
 
 
 def active_lora_adapter(model) -> str:

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import torch
 
+from negopt import hub
 from negopt.config import NegOptConfig
 from negopt.train.checkpointing import (
     CHECKPOINTS_DIR,
@@ -520,25 +521,6 @@ def _import_trainer_classes():
     return _Collator, _Trainer
 
 
-def _model_type_of(model) -> str:
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
-    )
-
-    name = type(model).__name__
-    if name in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES.values() or (
-        getattr(model.config, "is_encoder_decoder", False) and name.endswith("ForConditionalGeneration")
-    ):
-        return "seq2seq"
-    if name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() or name.endswith(("ForCausalLM", "LMHeadModel")):
-        return "causal"
-    raise ValueError(
-        f"model is a {name}, which is neither a seq2seq model (T5, BART, ...) nor a causal LM (GPT-2, Llama, ...); "
-        "pass a model with a language-modelling head, e.g. T5ForConditionalGeneration or GPT2LMHeadModel."
-    )
-
-
 def _uses_item_count(model) -> bool:
     """Whether the model's forward scales its loss by the Trainer's ``num_items_in_batch`` (``self.loss_function``)."""
     import inspect
@@ -551,13 +533,6 @@ def _uses_item_count(model) -> bool:
     except (OSError, TypeError):
         return True  # cannot tell: keep the Trainer's own choice
     return "loss_function" in source or "num_items_in_batch" in source
-
-
-def _loadable_name(name: str | None) -> bool:
-    """Whether a base model name can be loaded again: an existing folder, or something shaped like a hub id."""
-    if not name:
-        return False
-    return os.path.isdir(name) or bool(re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name))
 
 
 class SFTTrainer:
@@ -666,52 +641,46 @@ class SFTTrainer:
     # ------------------------------------------------------------------------------------------------ building
     def _build_model(self, model, tokenizer):
         config = self.config
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
         try:
             from peft import PeftModel
         except ImportError as e:  # pragma: no cover - peft is a core dependency
             raise ImportError('SFT needs peft: pip install "negopt[train]"') from e
 
-        hub = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
+        flags = {"use_safetensors": config.use_safetensors, "trust_remote_code": config.trust_remote_code}
         if model is None:
             name = config.model
             if not isinstance(name, str) or not name:
                 raise ValueError(f"model must be a hub id or a folder, got {name!r}.")
-            if name.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(name)):
-                raise FileNotFoundError(f"model {name!r} does not exist; check the path or pass a hub id.")
             name = os.path.abspath(name) if os.path.isdir(name) else name
             try:
-                model_config = AutoConfig.from_pretrained(name, **hub)
-            except (OSError, ValueError) as e:
-                raise ValueError(f"cannot load the config of model {name!r}: {e}") from e
-            model_type = config.model_type or ("seq2seq" if model_config.is_encoder_decoder else "causal")
-            auto = AutoModelForSeq2SeqLM if model_type == "seq2seq" else AutoModelForCausalLM
-            try:
-                model = auto.from_pretrained(name, use_safetensors=config.use_safetensors, dtype=torch.float32, **hub)
-            except ValueError as e:
-                if "Unrecognized configuration class" in str(e):
-                    raise ValueError(
-                        f"model {name!r} ({model_config.model_type}) is not a {model_type} language model that "
-                        f"transformers knows; pass a seq2seq (T5, BART) or causal (GPT-2, Llama) model, or set "
-                        f"model_type."
-                    ) from e
+                loaded = hub.load_lm(
+                    name,
+                    revision=config.revision,
+                    model_type=config.model_type,
+                    is_trainable=True,
+                    with_tokenizer=tokenizer is None,
+                    **flags,
+                )
+            except FileNotFoundError:
                 raise
             except OSError as e:
                 raise ValueError(f"cannot load model {name!r}: {e}") from e
-            base_name = name
+            model, model_type = loaded.model, loaded.model_type
+            tokenizer = loaded.tokenizer if tokenizer is None else tokenizer
+            base_name = next(iter(model.peft_config.values())).base_model_name_or_path if loaded.is_adapter else name
         else:
             base = model.get_base_model() if isinstance(model, PeftModel) else model
             if not hasattr(base, "config"):
                 raise TypeError(
                     f"model must be a transformers PreTrainedModel or a PeftModel, got {type(model).__name__}."
                 )
-            model_type = config.model_type or _model_type_of(base)
+            model_type = config.model_type or hub.model_type_of(base)
             base_name = base.name_or_path or None
         if tokenizer is None:
-            tok_name = config.model if base_name is None or not _loadable_name(base_name) else base_name
+            tok_name = base_name if hub.is_folder_or_hub_id(base_name) else config.model
             try:
-                tokenizer = AutoTokenizer.from_pretrained(tok_name, **hub)
+                folder = hub.resolve_folder(tok_name, revision=config.revision, **flags)
+                tokenizer = hub.load_tokenizer(folder, trust_remote_code=config.trust_remote_code)
             except (OSError, ValueError) as e:
                 raise ValueError(f"cannot load a tokenizer for {tok_name!r} ({e}); pass tokenizer=...") from e
         else:
@@ -960,7 +929,9 @@ class SFTTrainer:
 
         trainer, output_dir = self.trainer, os.fspath(output_dir)
         model = trainer.model
-        merge = isinstance(model, PeftModel) and (self.config.merge or not _loadable_name(self.base_model_name))
+        merge = isinstance(model, PeftModel) and (
+            self.config.merge or not hub.is_folder_or_hub_id(self.base_model_name)
+        )
         if merge and not self.config.merge:
             warnings.warn(
                 "the base model has no name or folder to load it from again, so the adapter is merged into it and "

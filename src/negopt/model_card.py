@@ -1,0 +1,111 @@
+"""The model card (``README.md``) written beside a saved generator, built on ``huggingface_hub``'s ``ModelCard``.
+
+The metadata header (library, tags, base model, pipeline tag) is a ``ModelCardData``, so the hub reads it as it reads
+any other card; the body says what the generator is and how to load it. A ``README.md`` that negopt did not write
+(its metadata has no ``library_name: negopt``) is the user's and is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from huggingface_hub import ModelCard, ModelCardData
+
+from negopt.hub import hub_model_id
+
+__all__ = ["MODEL_CARD_NAME", "GeneratorCardInfo", "generator_model_card", "write_model_card"]
+
+logger = logging.getLogger(__name__)
+
+MODEL_CARD_NAME = "README.md"
+LIBRARY_NAME = "negopt"
+TAGS = ["negopt", "negative-prompt", "text-to-image", "stable-diffusion", "diffusers"]
+
+_BODY = """
+# {title}
+
+A negative-prompt generator for text-to-image models, made with negopt (`pip install negopt`; the method is
+NegOpt, Ogezi & Shi, 2024). It reads a prompt and writes a negative prompt for it.
+
+- Model: {model_class} ({model_type}){adapter_line}
+- Prompt template: `{template}`
+- negopt version: {version}
+
+## How to use
+
+```python
+from negopt import NegOptGenerator, NegOptPipeline
+
+gen = NegOptGenerator.from_pretrained("{repo_id}")
+gen("a portrait photo of an old fisherman")          # -> a negative prompt
+
+# Or fill the negative prompt of any diffusers pipeline:
+# pipe = NegOptPipeline(stable_diffusion_pipeline, gen)
+```
+
+From the command line: `negopt generate --model {repo_id} "a portrait photo of an old fisherman"`.
+"""
+
+
+@dataclass
+class GeneratorCardInfo:
+    """What the card says about a generator.
+
+    Attributes:
+        model_class: The transformers class of the (base) model, e.g. ``"T5ForConditionalGeneration"``.
+        model_type: ``"seq2seq"`` or ``"causal"``.
+        prompt_template: The template that turns a prompt into the model input.
+        negopt_version: The negopt version that saved the generator.
+        base_model: The base model's folder or hub id (only a hub id goes into the metadata).
+        is_adapter: Whether the folder holds a LoRA adapter over ``base_model``.
+    """
+
+    model_class: str
+    model_type: str
+    prompt_template: str
+    negopt_version: str | None
+    base_model: str | None = None
+    is_adapter: bool = False
+
+
+def generator_model_card(info: GeneratorCardInfo, repo_id: str | None = None) -> ModelCard:
+    """The model card of a generator; ``repo_id`` (when pushing) names the repository in the title and examples."""
+    data = ModelCardData(
+        library_name=LIBRARY_NAME,
+        tags=list(TAGS),
+        base_model=hub_model_id(info.base_model),
+        pipeline_tag="text2text-generation" if info.model_type == "seq2seq" else "text-generation",
+    )
+    body = _BODY.format(
+        title=repo_id.split("/")[-1] if repo_id else "negopt generator",
+        model_class=info.model_class,
+        model_type=info.model_type,
+        adapter_line=f", LoRA adapter over `{info.base_model}`" if info.is_adapter else "",
+        template=info.prompt_template.replace("\n", "\\n"),
+        version=info.negopt_version,
+        repo_id=repo_id or "path/to/this/folder",
+    )
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+
+
+def _written_by_negopt(path: str) -> bool:
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if not text.startswith("---"):  # no metadata block: not a card negopt wrote
+        return False
+    return ModelCard(text, ignore_metadata_errors=True).data.get("library_name") == LIBRARY_NAME
+
+
+def write_model_card(folder: str | os.PathLike, card: ModelCard, *, overwrite: bool = False) -> bool:
+    """Write ``card`` to ``folder/README.md``; returns whether it was written.
+
+    An existing README that negopt did not write is kept (and False returned) unless ``overwrite``.
+    """
+    path = os.path.join(os.fspath(folder), MODEL_CARD_NAME)
+    if not overwrite and os.path.isfile(path) and not _written_by_negopt(path):
+        logger.info("keeping the existing %s in %s", MODEL_CARD_NAME, folder)
+        return False
+    card.save(path)
+    return True
