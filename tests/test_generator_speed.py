@@ -329,3 +329,15 @@ def test_compiled_fast_path_keeps_greedy_outputs(t5):
     gen = NegOptGenerator(copy.deepcopy(model), tok, cache_size=0).optimize("float32", compile=True)
     for p in PROMPTS[:4]:
         assert gen(p, **SHORT) == ref(p, **SHORT)
+
+
+def test_warmup_runs_the_model_even_when_cached(t5):
+    model, tok = t5
+    gen = NegOptGenerator(copy.deepcopy(model), tok)
+    gen("a photo of a cat")  # the warm-up prompt, now cached
+    counter = ForwardCounter(gen.model)
+    try:
+        gen.optimize("float32")
+    finally:
+        counter.handle.remove()
+    assert counter.n > 0 and gen.cache_size == 128 and gen.cache_info()["size"] == 0

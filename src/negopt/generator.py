@@ -505,11 +505,15 @@ class NegOptGenerator:
         elif precision != "int8" and self.dtype != getattr(torch, precision):
             self.model.to(getattr(torch, precision))
         self._fast = {"precision": precision, "compile": compile}
-        if warmup:
-            # CUDA graphs are recorded on the second run of a shape and replayed from the third.
-            for _ in range(3 if compile and device.type == "cuda" else 1):
-                self("a photo of a cat")
         self.clear_cache()
+        if warmup:
+            size, self._cache.maxsize = self._cache.maxsize, 0  # every warm-up call must run the model
+            try:
+                # CUDA graphs are recorded on the second run of a shape and replayed from the third.
+                for _ in range(3 if compile and device.type == "cuda" else 1):
+                    self("a photo of a cat")
+            finally:
+                self._cache.maxsize = size
         return self
 
     def _fast_kwargs(self, rows: int, num_candidates: int, kwargs: dict[str, Any]) -> dict[str, Any]:
