@@ -11,12 +11,22 @@ SentencePiece) trained in-process on the prompts with a 1,000-token vocabulary -
 words split, about as T5's does -- and its vocabulary is padded with filler tokens to the model's 32,128 so that every
 id the model can emit decodes.
 
-Run: ``python benchmarks/bench_generator.py`` (``--quick`` for a smaller run, ``--sweep`` to time batch sizes).
+One prompt alone (batch-1 latency) is timed four ways, interleaved prompt by prompt so that all see the same load:
+eager float32 (the generator as loaded), and ``NegOptGenerator.optimize`` in bfloat16 and in int8 (dynamic
+quantization of the linear layers), each a copy of the same model; with ``--compile``, also float32 with a static
+cache and ``torch.compile`` (tens of seconds to compile per input-length bucket on a CPU). The reduced-precision rows
+say on how many prompts their text equals float32's. Last, a cached repeat: the same call again, answered by the
+generator's cache.
+
+Run: ``python benchmarks/bench_generator.py`` (``--quick`` for a smaller run, ``--sweep`` to time batch sizes,
+``--compile`` to add the compiled float32 row).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import os
 import platform
 import statistics
@@ -177,6 +187,10 @@ def build_model(vocab_size: int):
     return T5ForConditionalGeneration(config).eval()
 
 
+def call_kwargs_for(n_new: int) -> dict:
+    return {"min_new_tokens": n_new, "max_new_tokens": n_new}
+
+
 def naive_loop(model, tokenizer, prompts: list[str], kwargs: dict) -> list[str]:
     """What a user writes without negopt: one prompt at a time."""
     from negopt.text import clean_negative, strip_echo
@@ -195,6 +209,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="16 prompts, 16 new tokens")
     parser.add_argument("--sweep", action="store_true", help="also time batch sizes 8, 16, 32, 64")
     parser.add_argument("--batch-size", type=int, default=None, help="negopt batch size (default: negopt's)")
+    parser.add_argument("--compile", action="store_true", help="also time float32 + static cache + torch.compile")
     args = parser.parse_args()
 
     from negopt import __version__
@@ -206,8 +221,24 @@ def main() -> None:
     vocab_size = 32128
     tokenizer = build_tokenizer(vocab_size)
     model = build_model(vocab_size)
-    gen = NegOptGenerator(model, tokenizer)
+    gen = NegOptGenerator(model, tokenizer, cache_size=0)  # every timed call runs the model
     gen.set_progress_bar_config(disable=True)
+    fast = {"bfloat16": None, "int8": None}
+    if args.compile:
+        fast["float32+compile"] = None
+    for name in fast:
+        g = NegOptGenerator(copy.deepcopy(model), tokenizer, gen.config, cache_size=0)
+        g.set_progress_bar_config(disable=True)
+        t0 = time.perf_counter()
+        if name == "float32+compile":
+            # The warm-up must compile the timed shape: same max_new_tokens, and a prompt in the first bucket.
+            g.config = dataclasses.replace(
+                gen.config, generation_kwargs={**gen.config.generation_kwargs, **call_kwargs_for(n_new)}
+            )
+            g.optimize("float32", compile=True)
+        else:
+            g.optimize(name)
+        fast[name] = (g, time.perf_counter() - t0)
     kwargs = {**gen.config.generation_kwargs, "min_new_tokens": n_new, "max_new_tokens": n_new}
     call_kwargs = {"min_new_tokens": n_new, "max_new_tokens": n_new}
     if args.batch_size:
@@ -237,6 +268,8 @@ def main() -> None:
     single: list[float] = []
     naive_by_prompt: dict[str, str] = {}
     batched: list[str] = []
+    fast_times: dict[str, list[float]] = {name: [] for name in fast}
+    fast_out: dict[str, list[tuple[str, str]]] = {name: [] for name in fast}
     for r in range(rounds):
         t0 = time.perf_counter()
         out = gen(prompts, **call_kwargs)
@@ -251,8 +284,13 @@ def main() -> None:
 
         for p in slices[r][:2]:
             t0 = time.perf_counter()
-            gen(p, **call_kwargs)
+            ref = gen(p, **call_kwargs)
             single.append(time.perf_counter() - t0)
+            for name, (g, _) in fast.items():
+                t0 = time.perf_counter()
+                out_fast = g(p, **call_kwargs)
+                fast_times[name].append(time.perf_counter() - t0)
+                fast_out[name].append((out_fast, ref))
     naive = [naive_by_prompt[p] for p in prompts]
     t_batch = statistics.median(t_batched)
 
@@ -273,6 +311,26 @@ def main() -> None:
     print(
         f"batch-1 latency (one prompt, {n_new} tokens): median {statistics.median(single) * 1000:.0f} ms "
         f"over {len(single)} prompts"
+    )
+    eager_ms = statistics.median(single) * 1000
+    for name, times in fast_times.items():
+        ms = statistics.median(times) * 1000
+        same = sum(a == b for a, b in fast_out[name])
+        print(
+            f"batch-1 fast path optimize({name!r}): median {ms:.0f} ms over {len(times)} prompts "
+            f"({eager_ms / ms:.1f}x eager; same text as float32 on {same}/{len(times)}; set-up {fast[name][1]:.1f} s)"
+        )
+    cached = NegOptGenerator(model, tokenizer)  # the default cache
+    cached.set_progress_bar_config(disable=True)
+    cached(prompts[0], **call_kwargs)
+    hits = []
+    for _ in range(1000):
+        t0 = time.perf_counter()
+        cached(prompts[0], **call_kwargs)
+        hits.append(time.perf_counter() - t0)
+    print(
+        f"cached repeat (same prompt and settings again): median {statistics.median(hits) * 1000:.4f} ms "
+        f"({eager_ms / (statistics.median(hits) * 1000):,.0f}x eager batch-1)"
     )
     builtin = BuiltinGenerator()
     builtin(prompts)  # warm-up

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from negopt import hub
+from negopt._speed import LRUCache, bucket, check_cache_size, freeze, model_state, resolve_precision
 from negopt.config import CONFIG_NAME, NegOptConfig
 from negopt.hub import ADAPTER_CONFIG_NAME
 from negopt.model_card import GeneratorCardInfo, generator_model_card, write_model_card
@@ -48,10 +49,14 @@ class NegOptGenerator:
         model: A transformers seq2seq or causal LM (``PreTrainedModel``), or a peft ``PeftModel`` over one.
         tokenizer: Its tokenizer.
         config: Prompt template and generation defaults; None builds the default for the model's type.
+        cache_size: How many results of deterministic calls (greedy or beam search, or sampling with a ``seed``)
+            to keep, least recently used first out; a repeated call returns the kept result without running the
+            model. 0 turns the cache off. See :attr:`cache_size`.
 
     Raises:
-        TypeError: ``model`` cannot generate, or ``config`` is not a NegOptConfig.
-        ValueError: The model is neither seq2seq nor causal, or ``config.model_type`` does not match it.
+        TypeError: ``model`` cannot generate, ``config`` is not a NegOptConfig, or ``cache_size`` is not an int.
+        ValueError: The model is neither seq2seq nor causal, ``config.model_type`` does not match it, or
+            ``cache_size`` is negative.
 
     Example:
         >>> from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -65,6 +70,7 @@ class NegOptGenerator:
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         config: NegOptConfig | None = None,
+        cache_size: int = 128,
     ) -> None:
         if not callable(getattr(model, "generate", None)) or getattr(model, "config", None) is None:
             raise TypeError(
@@ -96,6 +102,8 @@ class NegOptGenerator:
         self.config = config
         self._pad_token_id = int(pad_id)
         self._progress_bar_config: dict[str, Any] = {}
+        self._cache = LRUCache(check_cache_size(cache_size))
+        self._fast: dict[str, Any] | None = None  # set by optimize()
 
     # ------------------------------------------------------------------------------------------------ properties
     @property
@@ -127,12 +135,173 @@ class NegOptGenerator:
         return DEFAULT_MAX_INPUT_TOKENS
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> NegOptGenerator:
-        """Move the model to ``device`` (and cast to ``dtype``); returns ``self``."""
+        """Move the model to ``device`` (and cast to ``dtype``); returns ``self``. Clears the result cache."""
+        if self._fast is not None and self._fast["precision"] == "int8" and device is not None:
+            if torch.device(device).type != "cpu":
+                raise ValueError(
+                    f"this generator's model was quantized to int8 by optimize(precision='int8'), which runs on the "
+                    f"CPU only, so it cannot move to {device!r}: load the generator again, then .to({device!r})."
+                )
         if device is not None:
             self.model.to(device)
         if dtype is not None:
             self.model.to(dtype)
+        self.clear_cache()
         return self
+
+    # ---------------------------------------------------------------------------------------------- speed: cache
+    @property
+    def cache_size(self) -> int:
+        """How many results the cache keeps (0: no cache). Settable; shrinking drops the least recently used.
+
+        A call is cached when its result is deterministic: greedy or beam search (one entry per prompt, so a list
+        call reuses the prompts it has seen), or sampling with an explicit ``seed`` (one entry per call, since a
+        prompt's samples depend on the batch it shares). Sampling without a seed, a model in training mode, and a
+        call that passes an object (a logits processor, a callable) to ``generate`` are never cached. The key holds
+        the prompt, ``num_candidates``, ``seed``, every generation setting (the config's and the call's), the prompt
+        template and input limit, the tokenizer and the model; the cache empties itself when the model changes: new
+        weights (an optimizer step or ``load_state_dict``), another active LoRA adapter or ``disable_adapter()``, a
+        move or cast (:meth:`to`), :meth:`optimize`. A write through ``param.data`` is invisible to it: call
+        :meth:`clear_cache` after one. A hit costs a few microseconds and returns a fresh list each time.
+        """
+        return self._cache.maxsize
+
+    @cache_size.setter
+    def cache_size(self, value: int) -> None:
+        self._cache.resize(check_cache_size(value))
+
+    def clear_cache(self) -> None:
+        """Forget every cached result."""
+        self._cache.clear()
+
+    def cache_info(self) -> dict[str, int]:
+        """``{"hits": ..., "misses": ..., "size": ..., "maxsize": ...}``, as ``functools.lru_cache`` reports it."""
+        c = self._cache
+        return {"hits": c.hits, "misses": c.misses, "size": len(c), "maxsize": c.maxsize}
+
+    def _cache_scope(self, kwargs: dict[str, Any], num_candidates: int, seed: int | None) -> tuple | None:
+        """The part of a cache key shared by every prompt of a call, or None when the call must not be cached."""
+        cache = self._cache
+        if cache.maxsize <= 0 or self.model.training:
+            return None
+        sampling = kwargs.get("do_sample", getattr(self.model.generation_config, "do_sample", False))
+        if sampling and seed is None:
+            return None
+        frozen = freeze(kwargs)
+        if frozen is None:
+            return None
+        state = (
+            model_state(self.model, cache.params),
+            id(self.tokenizer),
+            self.config.prompt_template,
+            self.max_input_tokens,
+            None if self._fast is None else tuple(sorted(self._fast.items())),
+        )
+        if state != cache.state:  # the model or its settings changed: nothing kept is valid any more
+            cache.clear()
+            cache.state = state
+        return (frozen, num_candidates, seed if sampling else None, bool(sampling))
+
+    # ------------------------------------------------------------------------------------------ speed: fast path
+    def optimize(
+        self,
+        precision: str | torch.dtype = "auto",
+        *,
+        compile: bool | None = None,
+        warmup: bool = True,
+    ) -> NegOptGenerator:
+        """Make one-prompt calls fast, at a cost in start-up time and, for reduced precision, in exactness.
+
+        - ``precision``: ``"auto"`` is ``"bfloat16"`` on a GPU that supports it (``"float16"`` otherwise) and
+          ``"float32"`` on a CPU. ``"bfloat16"`` / ``"float16"`` cast the model in place, as :meth:`to` does.
+          ``"int8"`` (CPU only) replaces ``self.model`` with a copy whose linear layers are dynamically quantized to
+          int8 (``torch.ao.quantization.quantize_dynamic``); the model you passed in is left as it was. Reduced
+          precision changes outputs: the same prompt can get a somewhat different negative than in float32.
+        - ``compile``: one-prompt calls decode with a static KV cache and a ``torch.compile``-d forward pass (CUDA
+          graphs on a GPU), the input padded to a multiple of 32 tokens so that one compiled graph serves many
+          prompts. Default: True on a GPU, False on a CPU (where compiling costs minutes and gains little; see the
+          benchmarks page). Calls with several prompts run as before. In float32 the greedy output is the same
+          as without it.
+        - ``warmup``: generate once for a short prompt now, so that the first real call does not pay for compiling
+          (which takes tens of seconds, and again for each new bucket of input lengths or ``max_new_tokens``).
+
+        Clears the cache. Call it once, after :meth:`to`.
+
+        Args:
+            precision: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"`` (GPU) or ``"int8"`` (CPU); also
+                ``"fp32"``, ``"bf16"``, ``"fp16"`` or a ``torch.dtype``.
+            compile: Static cache and ``torch.compile`` for one-prompt calls (None: on a GPU only).
+            warmup: Run one generation now.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: An unknown ``precision``, ``"int8"`` off the CPU or ``"float16"`` on it, another precision
+                after ``"int8"``, or ``compile=True`` for a model that transformers cannot compile.
+            TypeError: ``compile`` or ``warmup`` is not a bool.
+
+        Example:
+            >>> gen = NegOptGenerator.from_pretrained("path/to/generator", device="cuda").optimize()  # doctest: +SKIP
+            >>> gen("a red fox in the snow")  # bfloat16, static cache, CUDA graphs  # doctest: +SKIP
+        """
+        if compile is not None and not isinstance(compile, bool):
+            raise TypeError(
+                f"compile must be True, False or None (on a GPU only), got {type(compile).__name__}: {compile!r}."
+            )
+        if not isinstance(warmup, bool):
+            raise TypeError(f"warmup must be a bool, got {type(warmup).__name__}: {warmup!r}.")
+        device = self.device
+        precision = resolve_precision(precision, device)
+        if compile is None:
+            compile = device.type == "cuda"
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        if compile and not getattr(base, "_can_compile_fullgraph", False):
+            raise ValueError(
+                f"compile=True needs a model whose forward pass transformers can compile with a static cache, and "
+                f"{type(base).__name__} is not one; call optimize(compile=False)."
+            )
+        was_int8 = self._fast is not None and self._fast["precision"] == "int8"
+        if was_int8 and precision != "int8":
+            raise ValueError(
+                f"the model was already quantized to int8 and cannot go back to {precision!r}: load the generator "
+                "again, then call optimize()."
+            )
+        if precision == "int8" and not was_int8:
+            self.model = _quantize_int8(self.model)
+        elif precision != "int8" and self.dtype != getattr(torch, precision):
+            self.model.to(getattr(torch, precision))
+        self._fast = {"precision": precision, "compile": compile}
+        self.clear_cache()
+        if warmup:
+            size, self._cache.maxsize = self._cache.maxsize, 0  # every warm-up call must run the model
+            try:
+                # CUDA graphs are recorded on the second run of a shape and replayed from the third.
+                for _ in range(3 if compile and device.type == "cuda" else 1):
+                    self("a photo of a cat")
+            finally:
+                self._cache.maxsize = size
+        return self
+
+    def _fast_kwargs(self, rows: int, num_candidates: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Static cache and a compiled forward for a one-prompt call, when :meth:`optimize` asked for them."""
+        if (
+            self._fast is None
+            or not self._fast["compile"]
+            or rows != 1
+            or num_candidates != 1
+            or kwargs.get("num_beams", 1) != 1
+            or "cache_implementation" in kwargs
+        ):
+            return kwargs
+        from transformers import CompileConfig
+
+        if self.device.type == "cuda":
+            compile_config = CompileConfig(mode="reduce-overhead")
+        else:
+            compile_config = CompileConfig(mode="default")
+            compile_config._compile_all_devices = True  # transformers compiles on accelerators only, unless told
+        return {**kwargs, "cache_implementation": "static", "compile_config": compile_config}
 
     def set_progress_bar_config(self, **kwargs: Any) -> None:
         """Options for the tqdm bar shown over batches (e.g. ``disable=True``), as in diffusers."""
@@ -382,6 +551,44 @@ class NegOptGenerator:
         if self.model.training:
             logger.info("the model is in training mode: dropout is active while generating (model.eval() stops it)")
         kwargs = self._generation_kwargs(num_candidates, call_kwargs)
+        scope = self._cache_scope(kwargs, num_candidates, seed)
+        call_key = None
+        if scope is not None:
+            if scope[-1]:  # seeded sampling: a prompt's samples depend on its batch, so the whole call is the key
+                call_key = (scope, batch_size, tuple(prompts))
+                hit = self._cache.get(call_key)
+                if hit is not None:
+                    return [list(r) for r in hit]
+            else:  # greedy / beam search: each prompt's result stands alone
+                missing = []
+                for i in active:
+                    hit = self._cache.get((scope, prompts[i]))
+                    if hit is None:
+                        missing.append(i)
+                    else:
+                        results[i] = list(hit)
+                active = missing
+                if not active:
+                    return results
+        self._run(prompts, active, results, num_candidates, seed, batch_size, kwargs)
+        if call_key is not None:
+            self._cache.put(call_key, tuple(tuple(r) for r in results))
+        elif scope is not None:
+            for i in active:
+                self._cache.put((scope, prompts[i]), tuple(results[i]))
+        return results
+
+    def _run(
+        self,
+        prompts: list[str],
+        active: list[int],
+        results: list[list[str]],
+        num_candidates: int,
+        seed: int | None,
+        batch_size: int,
+        kwargs: dict[str, Any],
+    ) -> None:
+        """Generate for ``prompts[i]``, ``i`` in ``active``, into ``results[i]``."""
         ids = self._encode([prompts[i] for i in active], self._input_limit(kwargs))
         # Longest first: similar lengths share a batch (little padding), and memory peaks on the first batch.
         order = sorted(range(len(ids)), key=lambda j: len(ids[j]), reverse=True)
@@ -410,8 +617,11 @@ class NegOptGenerator:
                     torch.manual_seed(seed)
             for batch in tqdm(batches, **bar):
                 rows = [ids[j] for j in batch]
-                input_ids, attention_mask = self._pad(rows, device)
-                out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+                batch_kwargs = self._fast_kwargs(len(rows), num_candidates, kwargs)
+                # A compiled graph serves one input shape: pad to a bucket so that prompts of similar length share it.
+                width = bucket(max(len(r) for r in rows)) if batch_kwargs is not kwargs else None
+                input_ids, attention_mask = self._pad(rows, device, width)
+                out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **batch_kwargs)
                 if not self.is_seq2seq:  # the output starts with the (left-padded) input
                     out = out[:, input_ids.shape[1] :]
                 texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
@@ -420,7 +630,6 @@ class NegOptGenerator:
                     results[i] = [
                         self.postprocess(t, prompts[i]) for t in texts[r * num_candidates : (r + 1) * num_candidates]
                     ]
-        return results
 
     @staticmethod
     def postprocess(text: str, prompt: str) -> str:
@@ -433,9 +642,12 @@ class NegOptGenerator:
         """
         return clean_negative(strip_echo(text, prompt))
 
-    def _pad(self, rows: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pad to the longest row: right for seq2seq, left for causal (so generation continues each row's end)."""
-        width = max(len(r) for r in rows)
+    def _pad(
+        self, rows: list[list[int]], device: torch.device, width: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pad to ``width`` (default: the longest row): right for seq2seq, left for causal (so generation continues
+        each row's end)."""
+        width = max(len(r) for r in rows) if width is None else width
         input_ids = torch.full((len(rows), width), self._pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for r, row in enumerate(rows):
@@ -542,3 +754,16 @@ class NegOptGenerator:
                 repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=revision
             )
         return str(getattr(info, "commit_url", info))
+
+
+def _quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose ``nn.Linear`` layers compute in int8 (weights quantized once, activations per
+    call)."""
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        # torch points users of this eager-mode API at torchao; the API still works and needs no extra package.
+        warnings.filterwarnings("ignore", message=r"(?s).*torch\.ao\.quantization", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"(?s).*torchao", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"(?s).*quantiz", category=UserWarning)
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8).eval()

@@ -1,0 +1,343 @@
+"""NegOptGenerator's speed features: the result cache and the fast path (``optimize``).
+
+The cache must return what the model would return, and never an answer made under other settings, weights or
+adapters; each test compares a cached answer with the answer of a generator that has no cache. Timings are not
+tested here (see benchmarks/bench_generator.py).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from negopt.config import NegOptConfig
+from negopt.generator import NegOptGenerator
+from tiny import tiny_gpt2, tiny_t5
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+PROMPTS = [
+    "a cat",
+    "a portrait photo of an old fisherman, detailed wrinkles, 85mm, dramatic lighting",
+    "city at night",
+    "a bowl of fruit on a wooden table, oil painting, still life",
+    "(masterpiece:1.2), 1girl, solo, cherry blossoms",
+    "a dog",
+    "an astronaut riding a horse on mars, cinematic, 4k, highly detailed, trending on artstation",
+    "mountain lake at dawn",
+]
+SHORT = {"max_new_tokens": 12}
+
+
+class ForwardCounter:
+    """Counts forward passes of a real model (a forward hook), to tell a cache hit from a model run."""
+
+    def __init__(self, model):
+        self.n = 0
+        self.handle = model.register_forward_hook(self)
+
+    def __call__(self, module, args, output):
+        self.n += 1
+
+
+@pytest.fixture(scope="module")
+def t5():
+    return tiny_t5()
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    return tiny_gpt2()
+
+
+def fresh(model, tokenizer, config=None):
+    """A generator that caches nothing: the reference answer."""
+    return NegOptGenerator(model, tokenizer, config, cache_size=0)
+
+
+# -------------------------------------------------------------------------------------------------------- the cache
+def test_repeat_call_is_a_hit_and_equals_the_model(t5):
+    model, tok = t5
+    gen = NegOptGenerator(model, tok)
+    counter = ForwardCounter(model)
+    try:
+        first = gen(PROMPTS[:4], **SHORT)
+        runs = counter.n
+        assert runs > 0
+        second = gen(PROMPTS[:4], **SHORT)
+        assert counter.n == runs  # no forward pass
+        single = gen(PROMPTS[1], **SHORT)
+        assert counter.n == runs  # a prompt seen in a list call is a hit alone too
+    finally:
+        counter.handle.remove()
+    assert second == first == fresh(model, tok)(PROMPTS[:4], **SHORT)
+    assert single == first[1]
+    assert gen.cache_info() == {"hits": 5, "misses": 4, "size": 4, "maxsize": 128}
+
+
+def test_list_call_runs_only_the_prompts_it_has_not_seen(t5):
+    model, tok = t5
+    gen = NegOptGenerator(model, tok)
+    gen(PROMPTS[:3], **SHORT)
+    out = gen(PROMPTS[1:6], **SHORT)
+    assert gen.cache_info()["hits"] == 2 and gen.cache_info()["misses"] == 6
+    assert out == fresh(model, tok)(PROMPTS[1:6], **SHORT)
+
+
+def test_hits_are_fresh_lists(t5):
+    model, tok = t5
+    gen = NegOptGenerator(model, tok)
+    a = gen(PROMPTS[:2], num_candidates=2, seed=3, **SHORT)
+    a[0].append("mine")
+    a.append("mine")
+    b = gen(PROMPTS[:2], num_candidates=2, seed=3, **SHORT)
+    assert len(b) == 2 and len(b[0]) == 2 and "mine" not in b[0]
+    assert b == fresh(model, tok)(PROMPTS[:2], num_candidates=2, seed=3, **SHORT)
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ({"max_new_tokens": 12}, {"max_new_tokens": 6}),
+        ({"max_new_tokens": 12}, {"max_new_tokens": 12, "no_repeat_ngram_size": 0}),
+        (
+            {"max_new_tokens": 12, "num_candidates": 2, "seed": 0},
+            {"max_new_tokens": 12, "num_candidates": 2, "seed": 1},
+        ),
+        (
+            {"max_new_tokens": 12, "num_candidates": 2, "seed": 0},
+            {"max_new_tokens": 12, "num_candidates": 3, "seed": 0},
+        ),
+        ({"max_new_tokens": 12, "num_beams": 2}, {"max_new_tokens": 12}),
+        (
+            {"max_new_tokens": 12, "do_sample": True, "seed": 0},
+            {"max_new_tokens": 12, "do_sample": True, "seed": 0, "batch_size": 1},
+        ),
+    ],
+)
+def test_settings_never_cross(t5, first, second):
+    model, tok = t5
+    gen = NegOptGenerator(model, tok)
+    gen(PROMPTS[:3], **first)
+    assert gen(PROMPTS[:3], **second) == fresh(model, tok)(PROMPTS[:3], **second)
+    assert gen(PROMPTS[:3], **first) == fresh(model, tok)(PROMPTS[:3], **first)
+
+
+def test_seeded_sampling_is_cached_per_call_and_unseeded_never(t5):
+    model, tok = t5
+    gen = NegOptGenerator(model, tok)
+    kw = {"do_sample": True, **SHORT}
+    a = gen(PROMPTS[:3], seed=5, **kw)
+    assert gen(PROMPTS[:3], seed=5, **kw) == a and gen.cache_info()["hits"] == 1
+    # A prompt's samples depend on its batch: a sub-list is a new call, not three hits.
+    assert gen(PROMPTS[:2], seed=5, **kw) == fresh(model, tok)(PROMPTS[:2], seed=5, **kw)
+    before = gen.cache_info()
+    gen(PROMPTS[:3], **kw)
+    gen(PROMPTS[:3], **kw)
+    assert gen.cache_info()["size"] == before["size"] and gen.cache_info()["hits"] == before["hits"]
+
+
+def test_config_and_model_changes_are_never_served_stale(t5):
+    model, tok = t5
+    other, _ = tiny_t5(seed=1)
+    gen = NegOptGenerator(model, tok)
+    gen(PROMPTS[:3], **SHORT)
+
+    gen.config = NegOptConfig(prompt_template="negative for: {prompt}")
+    assert gen(PROMPTS[:3], **SHORT) == fresh(model, tok, gen.config)(PROMPTS[:3], **SHORT)
+    gen.config = NegOptConfig(generation_kwargs={"repetition_penalty": 1.0})
+    assert gen(PROMPTS[:3], **SHORT) == fresh(model, tok, gen.config)(PROMPTS[:3], **SHORT)
+
+    gen.config = NegOptConfig()
+    assert gen(PROMPTS[:3], **SHORT) == fresh(model, tok)(PROMPTS[:3], **SHORT)
+    gen.model = other
+    assert gen(PROMPTS[:3], **SHORT) == fresh(other, tok)(PROMPTS[:3], **SHORT)
+
+
+def test_weight_updates_empty_the_cache(t5):
+    model, tok = t5
+    model = copy.deepcopy(model)
+    other, _ = tiny_t5(seed=2)
+    gen = NegOptGenerator(model, tok)
+    before = gen(PROMPTS[:3], **SHORT)
+    model.load_state_dict(other.state_dict())  # in place, same parameter objects
+    after = gen(PROMPTS[:3], **SHORT)
+    assert after == fresh(other, tok)(PROMPTS[:3], **SHORT) != before
+
+    # One optimizer step, as a trainer takes on the generator's own model.
+    opt = torch.optim.SGD(model.parameters(), lr=5.0)
+    batch = tok(PROMPTS[:2], return_tensors="pt", padding=True)
+    loss = model(**batch, labels=batch["input_ids"]).loss
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+    model.eval()
+    stepped = gen(PROMPTS[:3], **SHORT)
+    assert stepped == fresh(model, tok)(PROMPTS[:3], **SHORT)
+
+
+def test_training_mode_is_not_cached(t5):
+    model, tok = t5
+    model = copy.deepcopy(model).train()
+    gen = NegOptGenerator(model, tok)
+    gen(PROMPTS[:2], **SHORT)
+    gen(PROMPTS[:2], **SHORT)
+    assert gen.cache_info()["hits"] == 0 and gen.cache_info()["size"] == 0
+
+
+def test_adapters_never_cross(t5):
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = t5
+    lora = LoraConfig(task_type="SEQ_2_SEQ_LM", target_modules=["q", "v"], init_lora_weights=False)
+    torch.manual_seed(0)
+    peft_model = get_peft_model(copy.deepcopy(model), lora, adapter_name="one")
+    torch.manual_seed(1)
+    peft_model.add_adapter("two", lora)
+    peft_model.eval()
+    gen = NegOptGenerator(peft_model, tok)
+
+    on_a = gen(PROMPTS[:4], **SHORT)
+    peft_model.set_adapter("two")
+    on_b = gen(PROMPTS[:4], **SHORT)
+    assert on_b == fresh(peft_model, tok)(PROMPTS[:4], **SHORT)
+    with peft_model.disable_adapter():
+        assert gen(PROMPTS[:4], **SHORT) == fresh(model, tok)(PROMPTS[:4], **SHORT)
+    peft_model.set_adapter("one")
+    assert gen(PROMPTS[:4], **SHORT) == on_a != on_b
+
+
+def test_cache_size_lru_and_off(t5):
+    model, tok = t5
+    gen = NegOptGenerator(model, tok, cache_size=2)
+    gen(PROMPTS[0], **SHORT)
+    gen(PROMPTS[1], **SHORT)
+    gen(PROMPTS[0], **SHORT)  # now PROMPTS[1] is the least recently used
+    gen(PROMPTS[2], **SHORT)
+    assert gen.cache_info()["size"] == 2
+    hits = gen.cache_info()["hits"]
+    gen(PROMPTS[0], **SHORT)
+    assert gen.cache_info()["hits"] == hits + 1
+    gen(PROMPTS[1], **SHORT)
+    assert gen.cache_info()["hits"] == hits + 1  # evicted
+
+    gen.cache_size = 0
+    assert gen.cache_info()["size"] == 0
+    gen(PROMPTS[0], **SHORT)
+    gen(PROMPTS[0], **SHORT)
+    assert gen.cache_info()["size"] == 0 and gen.cache_info()["hits"] == hits + 1
+    gen.cache_size = 4
+    gen(PROMPTS[0], **SHORT)
+    gen.clear_cache()
+    assert gen.cache_info()["size"] == 0
+
+
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), (1.5, TypeError), (True, TypeError), ("8", TypeError)])
+def test_bad_cache_size_is_a_clear_error(t5, bad, error):
+    model, tok = t5
+    with pytest.raises(error, match=r"cache_size must be"):
+        NegOptGenerator(model, tok, cache_size=bad)
+    gen = NegOptGenerator(model, tok)
+    with pytest.raises(error, match=repr(bad).replace("(", r"\(")):
+        gen.cache_size = bad
+
+
+def test_object_kwargs_are_not_cached(t5):
+    from transformers import LogitsProcessorList, MinLengthLogitsProcessor
+
+    model, tok = t5
+    gen = NegOptGenerator(model, tok)
+    procs = LogitsProcessorList([MinLengthLogitsProcessor(4, eos_token_id=tok.eos_token_id)])
+    gen(PROMPTS[:2], logits_processor=procs, **SHORT)
+    gen(PROMPTS[:2], logits_processor=procs, **SHORT)
+    assert gen.cache_info()["size"] == 0
+
+
+# ------------------------------------------------------------------------------------------------------ fast path
+@pytest.mark.parametrize("which", ["t5", "gpt2"])
+def test_fast_path_float32_keeps_greedy_outputs(which, t5, gpt2):
+    # The static cache and the padding to a 32-token bucket, without the (slow) compile step: disable_compile=True.
+    model, tok = t5 if which == "t5" else gpt2
+    ref = fresh(model, tok)
+    gen = NegOptGenerator(model, tok).optimize("float32", compile=True, warmup=False)
+    assert gen.dtype == torch.float32 and gen._fast == {"precision": "float32", "compile": True}
+    for p in PROMPTS:
+        assert gen(p, disable_compile=True, **SHORT) == ref(p, **SHORT)
+    assert gen(PROMPTS, **SHORT) == ref(PROMPTS, **SHORT)  # a list call runs as before
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
+def test_reduced_precision_changes_outputs_within_the_documented_bound(t5, precision):
+    # The bound in docs/guides/generating.md: the same 16-token negative for at least 6 of these 8 prompts.
+    model, tok = t5
+    ref = fresh(model, tok)(PROMPTS, max_new_tokens=16)
+    gen = NegOptGenerator(copy.deepcopy(model), tok).optimize(precision)
+    assert gen._fast["precision"] == precision
+    out = [gen(p, max_new_tokens=16) for p in PROMPTS]
+    same = sum(a == b for a, b in zip(out, ref))
+    assert same >= 6, (same, out, ref)
+    assert all(isinstance(o, str) for o in out) and sum(bool(o) for o in out) >= 6
+
+
+def test_int8_leaves_the_given_model_alone_and_stays_on_cpu(t5):
+    model, tok = t5
+    gen = NegOptGenerator(model, tok).optimize("int8", warmup=False)
+    assert gen.model is not model
+    assert type(model.lm_head) is torch.nn.Linear and type(gen.model.lm_head) is not torch.nn.Linear
+    with pytest.raises(ValueError, match=r"int8.*cannot move to 'cuda'"):
+        gen.to("cuda")
+    with pytest.raises(ValueError, match=r"already quantized to int8.*'bfloat16'"):
+        gen.optimize("bfloat16")
+
+
+def test_bfloat16_on_cpu_and_cache_cleared(t5):
+    model, tok = t5
+    gen = NegOptGenerator(copy.deepcopy(model), tok)
+    gen(PROMPTS[:2], **SHORT)
+    assert gen.cache_info()["size"] == 2
+    gen.optimize("bf16", warmup=False)
+    assert gen.dtype == torch.bfloat16 and gen.cache_info()["size"] == 0
+    assert gen._fast == {"precision": "bfloat16", "compile": False}  # no compile on a CPU unless asked
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"precision": "fp8"}, ValueError, r"precision must be one of .*got 'fp8'"),
+        ({"precision": 16}, ValueError, r"precision must be one of .*got 16"),
+        ({"precision": "float16"}, ValueError, r"precision='float16' is slow on a CPU"),
+        ({"precision": torch.float16}, ValueError, r"precision='float16' is slow on a CPU"),
+        ({"compile": "yes"}, TypeError, r"compile must be True, False or None.*'yes'"),
+        ({"warmup": 1}, TypeError, r"warmup must be a bool.*1"),
+    ],
+)
+def test_bad_optimize_arguments_are_clear_errors(t5, kwargs, error, match):
+    model, tok = t5
+    gen = NegOptGenerator(copy.deepcopy(model), tok)
+    with pytest.raises(error, match=match):
+        gen.optimize(**kwargs)
+    assert gen._fast is None and gen.dtype == torch.float32
+
+
+@pytest.mark.slow
+def test_compiled_fast_path_keeps_greedy_outputs(t5):
+    # Real torch.compile on the CPU: tens of seconds, hence slow.
+    model, tok = t5
+    ref = fresh(model, tok)
+    gen = NegOptGenerator(copy.deepcopy(model), tok, cache_size=0).optimize("float32", compile=True)
+    for p in PROMPTS[:4]:
+        assert gen(p, **SHORT) == ref(p, **SHORT)
+
+
+def test_warmup_runs_the_model_even_when_cached(t5):
+    model, tok = t5
+    gen = NegOptGenerator(copy.deepcopy(model), tok)
+    gen("a photo of a cat")  # the warm-up prompt, now cached
+    counter = ForwardCounter(gen.model)
+    try:
+        gen.optimize("float32")
+    finally:
+        counter.handle.remove()
+    assert counter.n > 0 and gen.cache_size == 128 and gen.cache_info()["size"] == 0
