@@ -100,6 +100,31 @@ def test_guidance_scale_one_warns(tmp_path):
         RLConfig(output_dir=str(tmp_path), pipeline_kwargs={"guidance_scale": 1.0})
 
 
+def test_from_dict_types_values_as_eval_does(tmp_path):
+    """YAML reads 1e-4 as a string and "no" is a truthy string: from_dict types both, and refuses what is neither."""
+    cfg = RLConfig.from_dict(
+        {"output_dir": str(tmp_path), "learning_rate": "1e-4", "cpu": "no", "max_steps": "3", "kl_coef": 0}
+    )
+    assert cfg.learning_rate == 1e-4 and isinstance(cfg.learning_rate, float)
+    assert cfg.cpu is False and cfg.max_steps == 3
+    assert RLConfig.from_dict({"output_dir": str(tmp_path), "cpu": "yes"}).cpu is True
+    with pytest.raises(ValueError, match=r"cpu: 'maybe' is not a valid bool .*yes/no"):
+        RLConfig.from_dict({"output_dir": str(tmp_path), "cpu": "maybe"})
+    with pytest.raises(ValueError, match=r"learning_rate: 'fast' is not a valid float"):
+        RLConfig.from_dict({"output_dir": str(tmp_path), "learning_rate": "fast"})
+    with pytest.raises(ValueError, match=r"unknown RLConfig keys \['batchsize', 'lr'\]; valid keys: .*batch_size"):
+        RLConfig.from_dict({"output_dir": str(tmp_path), "lr": 1e-4, "batchsize": 2})
+
+
+def test_pipeline_kwargs_follow_the_eval_rule(tmp_path):
+    # return_dict=False would hand back a tuple; the trainer reads .images, as eval does.
+    with pytest.raises(ValueError, match=r"pipeline_kwargs sets \['return_dict'\]"):
+        RLConfig(output_dir=str(tmp_path), pipeline_kwargs={"return_dict": False})
+    with pytest.warns(UserWarning, match=r"guidance_scale=0.5 <= 1") as record:
+        RLConfig(output_dir=str(tmp_path), pipeline_kwargs={"guidance_scale": 0.5})
+    assert record[0].filename == __file__  # the warning points at the user's line
+
+
 def test_prompt_sources(tmp_path):
     from negopt.train.rl_trainer import _load_prompts
 
@@ -108,9 +133,20 @@ def test_prompt_sources(tmp_path):
     assert _load_prompts(str(f)) == ["a cat", "a dog"]
     datasets = pytest.importorskip("datasets")
     assert _load_prompts(datasets.Dataset.from_dict({"prompt": ["x", "y"]})) == ["x", "y"]
-    with pytest.raises(ValueError, match="prompts is empty .* holds no non-blank prompt"):
+    # Any other file (or a hub id) keeps only the prompts of NegOpt's train split, as `negopt train rl` does.
+    from negopt.data import split_of
+
+    many = [f"a photo of thing {i}" for i in range(60)]
+    jsonl = tmp_path / "prompts.jsonl"
+    jsonl.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in many), encoding="utf-8")
+    train = [p for p in many if split_of(p) == "train"]
+    assert 0 < len(train) < len(many)
+    assert _load_prompts(str(jsonl)) == train
+    with pytest.raises(FileNotFoundError, match=r"no such file: .*missing\.txt"):
+        _load_prompts(str(tmp_path / "missing.txt"))
+    with pytest.raises(ValueError, match="no prompts in list"):
         _load_prompts(["", "  "])
-    with pytest.raises(TypeError, match="strings"):
+    with pytest.raises(ValueError, match=r"item 1: the prompt 3 is a int, not text"):
         _load_prompts(["ok", 3])
 
 
@@ -283,7 +319,7 @@ def test_end_to_end_with_image_reward(tmp_path, pipe, bases):
         "step-000004.png",
     ]
     sample = json.loads((out / "samples" / "step-000004.json").read_text())
-    assert len(sample["negative_prompts"]) == 5 and sample["negative_prompts"][-1] == "(no negative)"
+    assert len(sample["negative_prompts"]) == 5 and sample["negative_prompts"][-1] is None
     events = [f for _, _, fs in os.walk(out / "logs") for f in fs if f.startswith("events.out")]
     assert events
 
