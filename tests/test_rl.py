@@ -150,6 +150,26 @@ def test_prompt_sources(tmp_path):
         _load_prompts(["ok", 3])
 
 
+def test_a_generator_without_negopt_config_is_typed_by_its_model(tmp_path):
+    """A bare (model, tokenizer) pair: seq2seq or causal is read from the model (negopt.hub.model_type_of), and a
+    model with no language-modelling head is refused by name."""
+    import types
+
+    from transformers import T5Config, T5EncoderModel
+
+    from negopt.train.rl_trainer import _policy
+    from tiny import tiny_gpt2, tiny_t5
+
+    config = make_config(str(tmp_path))
+    for build, kind in ((tiny_t5, "seq2seq"), (tiny_gpt2, "causal")):
+        model, tok = build(0)
+        _, _, gcfg, name, _ = _policy(types.SimpleNamespace(model=model, tokenizer=tok), config)
+        assert (gcfg.model_type, name) == (kind, "default")
+    encoder = T5EncoderModel(T5Config(vocab_size=32, d_model=8, d_kv=4, num_heads=2, d_ff=8, num_layers=1))
+    with pytest.raises(ValueError, match="the generator's model has class T5EncoderModel"):
+        _policy(types.SimpleNamespace(model=encoder, tokenizer=None), config)
+
+
 # ------------------------------------------------------------------------------------------------------ sampling
 def _tiny_bart():
     """A tiny BART whose generation_config forces BOS first and EOS last, and sets a minimum length (as
