@@ -100,6 +100,31 @@ def test_guidance_scale_one_warns(tmp_path):
         RLConfig(output_dir=str(tmp_path), pipeline_kwargs={"guidance_scale": 1.0})
 
 
+def test_from_dict_types_values_as_eval_does(tmp_path):
+    """YAML reads 1e-4 as a string and "no" is a truthy string: from_dict types both, and refuses what is neither."""
+    cfg = RLConfig.from_dict(
+        {"output_dir": str(tmp_path), "learning_rate": "1e-4", "cpu": "no", "max_steps": "3", "kl_coef": 0}
+    )
+    assert cfg.learning_rate == 1e-4 and isinstance(cfg.learning_rate, float)
+    assert cfg.cpu is False and cfg.max_steps == 3
+    assert RLConfig.from_dict({"output_dir": str(tmp_path), "cpu": "yes"}).cpu is True
+    with pytest.raises(ValueError, match=r"cpu: 'maybe' is not a valid bool .*yes/no"):
+        RLConfig.from_dict({"output_dir": str(tmp_path), "cpu": "maybe"})
+    with pytest.raises(ValueError, match=r"learning_rate: 'fast' is not a valid float"):
+        RLConfig.from_dict({"output_dir": str(tmp_path), "learning_rate": "fast"})
+    with pytest.raises(ValueError, match=r"unknown RLConfig keys \['batchsize', 'lr'\]; valid keys: .*batch_size"):
+        RLConfig.from_dict({"output_dir": str(tmp_path), "lr": 1e-4, "batchsize": 2})
+
+
+def test_pipeline_kwargs_follow_the_eval_rule(tmp_path):
+    # return_dict=False would hand back a tuple; the trainer reads .images, as eval does.
+    with pytest.raises(ValueError, match=r"pipeline_kwargs sets \['return_dict'\]"):
+        RLConfig(output_dir=str(tmp_path), pipeline_kwargs={"return_dict": False})
+    with pytest.warns(UserWarning, match=r"guidance_scale=0.5 <= 1") as record:
+        RLConfig(output_dir=str(tmp_path), pipeline_kwargs={"guidance_scale": 0.5})
+    assert record[0].filename == __file__  # the warning points at the user's line
+
+
 def test_prompt_sources(tmp_path):
     from negopt.train.rl_trainer import _load_prompts
 
@@ -108,10 +133,41 @@ def test_prompt_sources(tmp_path):
     assert _load_prompts(str(f)) == ["a cat", "a dog"]
     datasets = pytest.importorskip("datasets")
     assert _load_prompts(datasets.Dataset.from_dict({"prompt": ["x", "y"]})) == ["x", "y"]
-    with pytest.raises(ValueError, match="prompts is empty .* holds no non-blank prompt"):
+    # Any other file (or a hub id) keeps only the prompts of NegOpt's train split, as `negopt train rl` does.
+    from negopt.data import split_of
+
+    many = [f"a photo of thing {i}" for i in range(60)]
+    jsonl = tmp_path / "prompts.jsonl"
+    jsonl.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in many), encoding="utf-8")
+    train = [p for p in many if split_of(p) == "train"]
+    assert 0 < len(train) < len(many)
+    assert _load_prompts(str(jsonl)) == train
+    with pytest.raises(FileNotFoundError, match=r"no such file: .*missing\.txt"):
+        _load_prompts(str(tmp_path / "missing.txt"))
+    with pytest.raises(ValueError, match="no prompts in list"):
         _load_prompts(["", "  "])
-    with pytest.raises(TypeError, match="strings"):
+    with pytest.raises(ValueError, match=r"item 1: the prompt 3 is a int, not text"):
         _load_prompts(["ok", 3])
+
+
+def test_a_generator_without_negopt_config_is_typed_by_its_model(tmp_path):
+    """A bare (model, tokenizer) pair: seq2seq or causal is read from the model (negopt.hub.model_type_of), and a
+    model with no language-modelling head is refused by name."""
+    import types
+
+    from transformers import T5Config, T5EncoderModel
+
+    from negopt.train.rl_trainer import _policy
+    from tiny import tiny_gpt2, tiny_t5
+
+    config = make_config(str(tmp_path))
+    for build, kind in ((tiny_t5, "seq2seq"), (tiny_gpt2, "causal")):
+        model, tok = build(0)
+        _, _, gcfg, name, _ = _policy(types.SimpleNamespace(model=model, tokenizer=tok), config)
+        assert (gcfg.model_type, name) == (kind, "default")
+    encoder = T5EncoderModel(T5Config(vocab_size=32, d_model=8, d_kv=4, num_heads=2, d_ff=8, num_layers=1))
+    with pytest.raises(ValueError, match="the generator's model has class T5EncoderModel"):
+        _policy(types.SimpleNamespace(model=encoder, tokenizer=None), config)
 
 
 # ------------------------------------------------------------------------------------------------------ sampling
@@ -283,7 +339,7 @@ def test_end_to_end_with_image_reward(tmp_path, pipe, bases):
         "step-000004.png",
     ]
     sample = json.loads((out / "samples" / "step-000004.json").read_text())
-    assert len(sample["negative_prompts"]) == 5 and sample["negative_prompts"][-1] == "(no negative)"
+    assert len(sample["negative_prompts"]) == 5 and sample["negative_prompts"][-1] is None
     events = [f for _, _, fs in os.walk(out / "logs") for f in fs if f.startswith("events.out")]
     assert events
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from negopt.values import coerce_fields
 
 __all__ = [
     "KL_MODES",
     "LOSS_TYPES",
     "NEUTRAL_GENERATION_KWARGS",
-    "RESERVED_PIPELINE_KEYS",
     "SAMPLING_KEYS",
     "RLConfig",
     "RLTrainerState",
@@ -38,8 +38,6 @@ NEUTRAL_GENERATION_KWARGS: dict[str, Any] = {
     "min_length": 0,
     "min_new_tokens": 0,
 }
-# The trainer sets these on every pipeline call itself.
-RESERVED_PIPELINE_KEYS = ("prompt", "negative_prompt", "generator", "num_images_per_prompt", "output_type")
 LOSS_TYPES = ("dr_grpo", "grpo")
 KL_MODES = ("reward", "loss")
 
@@ -62,7 +60,8 @@ class RLConfig:
             than the one whose log-probs are optimised). Other keys are accepted only at their neutral value
             (``repetition_penalty=1.0``, ``no_repeat_ngram_size=0``, ``top_p=1.0``, ...), which changes nothing.
         pipeline_kwargs: Passed to every pipeline call, e.g. ``num_inference_steps``, ``height``, ``width``,
-            ``guidance_scale``.
+            ``guidance_scale``; not the arguments the trainer sets itself (those of
+            :data:`negopt.eval.rendering.RESERVED_KWARGS`), as in ``negopt eval``.
         lora_r: LoRA rank of a new adapter (a generator that already has a LoRA adapter keeps its own).
         lora_alpha: LoRA scaling numerator of a new adapter. A new adapter has no dropout: the policy always runs
             in eval mode, so that the update's log-probs are those the samples were drawn from.
@@ -214,17 +213,11 @@ class RLConfig:
             raise ValueError(f"generation_kwargs['temperature'] must be > 0, got {temp!r}.")
         if not isinstance(self.pipeline_kwargs, dict):
             raise TypeError(f"pipeline_kwargs must be a dict, got {type(self.pipeline_kwargs).__name__}.")
-        bad = sorted(set(self.pipeline_kwargs) & set(RESERVED_PIPELINE_KEYS))
-        if bad:
-            raise ValueError(f"pipeline_kwargs must not set {bad}: the trainer passes them itself. Remove them.")
-        gs = self.pipeline_kwargs.get("guidance_scale")
-        if gs is not None and gs <= 1:
-            warnings.warn(
-                f"pipeline_kwargs['guidance_scale'] is {gs}: diffusers pipelines ignore the negative prompt at "
-                "guidance_scale <= 1, so the reward cannot depend on it. Use a value above 1 (e.g. 7.5).",
-                UserWarning,
-                stacklevel=3,
-            )
+        from negopt.eval.rendering import check_pipeline_kwargs
+
+        # The same rule as eval's: the trainer sets prompt, negatives, seeds and output type itself; guidance <= 1
+        # would leave the images (so the reward) blind to the negative prompt.
+        self.pipeline_kwargs = check_pipeline_kwargs(self.pipeline_kwargs, stacklevel=3)
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}.")
         if self.pipeline_dtype not in (None, "float16", "bfloat16", "float32"):
@@ -239,12 +232,14 @@ class RLConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RLConfig:
-        """Build a config from a mapping (a YAML file, say); unknown keys are an error that lists the valid ones."""
+        """Build a config from a mapping (a YAML file, say): values typed by field (:mod:`negopt.values`, so
+        ``learning_rate: "1e-4"`` is a float and ``cpu: "no"`` is False); unknown keys are an error listing the valid
+        ones."""
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ValueError(f"unknown RLConfig keys {unknown}; valid keys: {', '.join(known)}.")
-        return cls(**data)
+        return cls(**coerce_fields(cls, dict(data)))
 
 
 @dataclass

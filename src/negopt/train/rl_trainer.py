@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["RLTrainer"]
 
 REF_ADAPTER = "negopt_reference"
+# Pixel size of each image in the sample grids under output_dir/samples.
+SAMPLE_CELL_SIZE = 256
 
 
 @dataclass
@@ -84,10 +86,13 @@ class RLTrainer:
             device). A pipeline object is used as given, on its own device.
         reward: ``reward(images=..., prompts=..., negative_prompts=...) -> list[float]``, higher is better. If it
             has a ``last_terms`` attribute (a dict of name -> per-image values) after a call, each term is logged.
-        prompts: A list of prompts, a ``.txt`` file (one a line), a ``datasets`` Dataset with a ``prompt`` column, or
-            a Negative Prompts DB source for ``negopt.data.load_negative_prompts``.
+        prompts: A list of prompts, a ``datasets`` Dataset with a ``prompt`` column, or anything
+            :func:`negopt.data.load_prompts` reads (a ``.txt`` file, one prompt a line; a ``.jsonl`` / ``.json`` /
+            ``.csv`` / ``.parquet`` file, a saved dataset folder or a hub dataset id, of which only the prompts of
+            NegOpt's ``train`` split are kept, as ``negopt train rl`` does).
 
     Raises:
+        FileNotFoundError: ``prompts`` names a file that does not exist.
         ValueError: Empty prompts, a batch that does not split among the processes, a non-LoRA peft model, a
             pipeline with no negative slot (``negopt.pipeline.negative_slots``).
         NotADirectoryError: ``output_dir`` (or its ``checkpoints`` entry) is a file.
@@ -310,24 +315,22 @@ class RLTrainer:
             rollout.baseline_images = self._render(base)
 
     def _render(self, calls: list[tuple[str, str | None, int]]) -> list:
-        """Images of ``(prompt, negative, seed)`` calls, ``image_batch_size`` at a time; a None negative is omitted."""
+        """Images of ``(prompt, negative, seed)`` calls, ``image_batch_size`` at a time, by
+        :func:`negopt.eval.rendering.render` (a CPU generator seeded per image); a None negative is omitted."""
+        from negopt.eval.rendering import render
+
         chunk = self.config.image_batch_size or len(calls)
         images = []
         for start in range(0, len(calls), chunk):
             part = calls[start : start + chunk]
-            negative = {} if part[0][1] is None else {"negative_prompt": [c[1] for c in part]}
-            out = self.pipeline(
-                prompt=[c[0] for c in part],
-                generator=[torch.Generator("cpu").manual_seed(c[2]) for c in part],
-                num_images_per_prompt=1,
-                output_type="pil",
-                **negative,
-                **self.config.pipeline_kwargs,
+            negatives = None if part[0][1] is None else [c[1] for c in part]
+            images += render(
+                self.pipeline,
+                [c[0] for c in part],
+                negatives,
+                [c[2] for c in part],
+                pipeline_kwargs=self.config.pipeline_kwargs,
             )
-            got = list(out.images if hasattr(out, "images") else out[0])
-            if len(got) != len(part):
-                raise ValueError(f"the pipeline returned {len(got)} images for {len(part)} prompts.")
-            images += got
         return images
 
     def _score(self, rollout: _Rollout) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
@@ -672,11 +675,20 @@ class RLTrainer:
             )
 
     def _save_samples(self, rollout: _Rollout, rewards: torch.Tensor, baseline, step: int) -> None:
+        from negopt.eval.figures import make_grid
+
         k = self.config.num_candidates
         tiles = list(zip(rollout.images[:k], rollout.negatives[:k], rewards[:k].tolist()))
         if rollout.baseline_images:
-            tiles.append((rollout.baseline_images[0], "(no negative)", float(baseline[0])))
-        grid = _grid(tiles, rollout.prompts[0])
+            tiles.append((rollout.baseline_images[0], None, float(baseline[0])))
+        # One row: the first prompt's candidates (and its image with no negative), each headed by its reward.
+        grid = make_grid(
+            [[t[0] for t in tiles]],
+            [rollout.prompts[0]],
+            [f"reward {t[2]:.4g}" for t in tiles],
+            [[t[1] for t in tiles]],
+            cell_size=SAMPLE_CELL_SIZE,
+        )
         folder = os.path.join(self.config.output_dir, "samples")
         os.makedirs(folder, exist_ok=True)
         grid.save(os.path.join(folder, f"step-{step:06d}.png"))
@@ -684,7 +696,7 @@ class RLTrainer:
             os.path.join(folder, f"step-{step:06d}.json"),
             {
                 "prompt": rollout.prompts[0],
-                "negative_prompts": [t[1] for t in tiles],
+                "negative_prompts": [t[1] for t in tiles],  # None: the image made with no negative
                 "rewards": [t[2] for t in tiles],
             },
         )
@@ -730,33 +742,14 @@ def _as_floats(values, n: int, what: str) -> torch.Tensor:
 
 
 def _load_prompts(prompts) -> list[str]:
-    if isinstance(prompts, str | os.PathLike) and os.path.isfile(prompts) and os.fspath(prompts).endswith(".txt"):
-        with open(prompts, encoding="utf-8") as f:
-            out = [line.strip() for line in f]
-    elif isinstance(prompts, str | os.PathLike):
-        from negopt.data import load_negative_prompts
+    """The training prompts, read by :func:`negopt.data.load_prompts` with the held-out rule of ``negopt train rl``:
+    every prompt of a list, a dataset object or a ``.txt`` file; only the ``train`` split's (of
+    :func:`negopt.data.split_of`) of any other file or a hub id, so that NegOpt's validation and test prompts stay
+    out of RL."""
+    from negopt.data import load_prompts
 
-        data = load_negative_prompts(os.fspath(prompts))
-        split = data["train"] if "train" in data else data[next(iter(data))]
-        out = list(split["prompt"])
-    elif hasattr(prompts, "column_names"):
-        if "prompt" not in prompts.column_names:
-            raise ValueError(f"prompts is a dataset without a 'prompt' column (columns: {prompts.column_names}).")
-        out = list(prompts["prompt"])
-    elif isinstance(prompts, Sequence):
-        out = list(prompts)
-        bad = [p for p in out if not isinstance(p, str)]
-        if bad:
-            raise TypeError(f"prompts must be strings, got {type(bad[0]).__name__}: {bad[0]!r}.")
-    else:
-        raise TypeError(
-            f"prompts must be a list of strings, a .txt file, a dataset or a Negative Prompts DB source, got "
-            f"{type(prompts).__name__}."
-        )
-    out = [p.strip() for p in out if isinstance(p, str) and p.strip()]
-    if not out:
-        raise ValueError(f"prompts is empty ({prompts!r} holds no non-blank prompt).")
-    return out
+    listed = not isinstance(prompts, str | os.PathLike) or os.fspath(prompts).lower().endswith(".txt")
+    return load_prompts(prompts, split=("train",), heldout_split=None if listed else "train")
 
 
 def _policy(generator, config: RLConfig):
@@ -781,8 +774,9 @@ def _policy(generator, config: RLConfig):
     model, tokenizer = generator.model, generator.tokenizer
     gcfg = getattr(generator, "config", None)
     if not isinstance(gcfg, NegOptConfig):
-        seq2seq = bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
-        gcfg = NegOptConfig(model_type="seq2seq" if seq2seq else "causal")
+        from negopt.hub import model_type_of
+
+        gcfg = NegOptConfig(model_type=model_type_of(model, "the generator's model"))
     # Never mutate what the caller handed in: LoRA injection and training happen on a copy.
     model = model if owned else copy.deepcopy(model)
 
@@ -855,28 +849,3 @@ def _flat_config(cfg: RLConfig) -> dict[str, Any]:
     for k, v in cfg.to_dict().items():
         out[k] = v if isinstance(v, int | float | str | bool) else json.dumps(v)
     return out
-
-
-def _grid(tiles: list[tuple[Any, str, float]], prompt: str):
-    """One row of images with their negatives and rewards written underneath."""
-    import textwrap
-
-    from PIL import Image, ImageDraw
-
-    w = max(max(img.width for img, _, _ in tiles), 128)
-    # Small images (tests, low-resolution runs) are scaled up so the grid stays readable.
-    tiles = [
-        (img if img.width >= w else img.resize((w, round(img.height * w / img.width)), Image.NEAREST), neg, r)
-        for img, neg, r in tiles
-    ]
-    h = max(img.height for img, _, _ in tiles)
-    chars = max(w // 7, 10)
-    caption_h = 12 * 7
-    canvas = Image.new("RGB", (w * len(tiles), h + caption_h + 14), "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((4, 2), textwrap.shorten(prompt, width=chars * len(tiles), placeholder="..."), fill="black")
-    for i, (img, neg, r) in enumerate(tiles):
-        canvas.paste(img.convert("RGB"), (i * w, 14))
-        lines = [f"reward {r:.4g}"] + textwrap.wrap(neg or "(empty)", width=chars)[:5]
-        draw.multiline_text((i * w + 4, 14 + h + 2), "\n".join(lines), fill="black", spacing=2)
-    return canvas
