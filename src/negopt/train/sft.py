@@ -6,13 +6,14 @@ checkpointing, resuming, ``report_to`` (tensorboard, wandb), gradient accumulati
 launch`` / ``torchrun`` for several GPUs (DDP, FSDP, DeepSpeed) come from them. negopt adds the data handling
 (cleaning, a leak-free split, dynamic padding and length-grouped batches), LoRA on every linear layer by default,
 a checkpoint on SIGTERM, a stop with a clear error on a NaN loss, and an output folder that loads with
-``NegOptGenerator.from_pretrained``:
+``NegOptGenerator.from_pretrained``. The settings are :class:`~negopt.train.sft_config.SFTConfig`, the data
+handling :mod:`negopt.train.sft_data`, the card :mod:`negopt.train.sft_card`.
 
 .. code-block:: text
 
     output_dir/
         adapter_config.json, adapter_model.safetensors   (LoRA; or config.json + model.safetensors, merged or full)
-        tokenizer files, negopt_config.json
+        tokenizer files, negopt_config.json, README.md    (the model card: base model, how it was trained)
         checkpoints/checkpoint-N/                          (resumable Trainer checkpoints)
         logs/negopt-sft/                                   (TensorBoard logs, with report_to="tensorboard")
 
@@ -35,6 +36,7 @@ import torch
 
 from negopt import hub
 from negopt.config import NegOptConfig
+from negopt.model_card import MODEL_CARD_NAME, write_model_card
 from negopt.train.checkpointing import (
     SigtermCheckpointCallback,
     check_loss,
@@ -44,6 +46,7 @@ from negopt.train.checkpointing import (
     numbered_folders,
 )
 from negopt.train.lora import add_lora
+from negopt.train.sft_card import sft_model_card
 from negopt.train.sft_config import SFTConfig, SFTResult
 from negopt.train.sft_data import PairCollator, select_pairs, tokenize_pairs
 from negopt.train.sft_metrics import mean_rouge_l, rouge_l
@@ -276,7 +279,8 @@ class SFTTrainer:
             raise ValueError("a causal model's tokenizer needs an end-of-sequence token to end the negatives.")
         tokenizer.padding_side = "right"  # for training; a saved causal tokenizer is switched to left below
 
-        if isinstance(model, PeftModel):
+        self._adapter_given = isinstance(model, PeftModel)
+        if self._adapter_given:
             logger.info("training the adapter of the PeftModel given; the lora_* settings are not used")
         elif not config.full_finetune:
             model = add_lora(
@@ -416,20 +420,25 @@ class SFTTrainer:
     def is_main_process(self) -> bool:
         return self.trainer.is_world_process_zero()
 
+    def _merges_on_save(self) -> bool:
+        """Whether :meth:`save_generator` saves the merged model rather than the adapter."""
+        from peft import PeftModel
+
+        return isinstance(self.trainer.model, PeftModel) and (
+            self.config.merge or not hub.is_folder_or_hub_id(self.base_model_name)
+        )
+
     def save_generator(self, output_dir: str | os.PathLike) -> None:
-        """Write the trained model as a generator folder: weights or adapter, tokenizer, ``negopt_config.json``.
+        """Write the trained model as a generator folder: weights or adapter, tokenizer, ``negopt_config.json`` and a
+        model card (``README.md``, see :meth:`model_card`).
 
         A LoRA adapter is saved as such, unless ``config.merge`` is set or the base model cannot be loaded again by
         name (a model built in memory), in which case the merged model is saved. peft's template ``README.md`` is
-        not kept; a ``README.md`` that was already in ``output_dir`` is left as it was.
+        not kept. A ``README.md`` that was already in ``output_dir`` and that negopt did not write is left as it
+        was, as ``NegOptGenerator.save_pretrained`` leaves it; one that negopt wrote is replaced.
         """
-        from peft import PeftModel
-
         trainer, output_dir = self.trainer, os.fspath(output_dir)
-        model = trainer.model
-        merge = isinstance(model, PeftModel) and (
-            self.config.merge or not hub.is_folder_or_hub_id(self.base_model_name)
-        )
+        merge = self._merges_on_save()
         if merge and not self.config.merge:
             warnings.warn(
                 "the base model has no name or folder to load it from again, so the adapter is merged into it and "
@@ -438,12 +447,12 @@ class SFTTrainer:
                 stacklevel=2,
             )
         trainer.accelerator.wait_for_everyone()
-        # peft writes its template model card (README.md) beside an adapter; it is not ours, so it does not stay.
-        readme = os.path.join(output_dir, "README.md")
+        # peft writes its template model card beside an adapter, or edits the README.md that is there.
+        readme = os.path.join(output_dir, MODEL_CARD_NAME)
         readme_before = _read_bytes(readme) if self.is_main_process else None
         if merge:
             if self.is_main_process:
-                merged = trainer.accelerator.unwrap_model(model).merge_and_unload()
+                merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
                 merged.save_pretrained(output_dir)
         else:
             # Handles FSDP / DeepSpeed gathering and writes only on the main process.
@@ -456,9 +465,9 @@ class SFTTrainer:
                 os.remove(args_file)
             if readme_before is None:
                 if os.path.exists(readme):
-                    os.remove(readme)
+                    os.remove(readme)  # peft's template
             elif _read_bytes(readme) != readme_before:
-                with open(readme, "wb") as f:  # a README.md of the user's own, as it was
+                with open(readme, "wb") as f:  # the README.md that was there, as it was
                     f.write(readme_before)
             tokenizer = self.tokenizer
             if self.model_type == "causal":
@@ -467,7 +476,17 @@ class SFTTrainer:
                 tokenizer.init_kwargs["padding_side"] = "left"  # what save_pretrained writes
             tokenizer.save_pretrained(output_dir)
             self.negopt_config.save_pretrained(output_dir)
+            write_model_card(output_dir, self.model_card())
         trainer.accelerator.wait_for_everyone()
+
+    def model_card(self):
+        """The model card (a ``huggingface_hub.ModelCard``) that :meth:`save_generator` writes as ``README.md``.
+
+        ``NegOptGenerator``'s card (base model, template, how to use it) with a "Training" section: the data, the
+        fine-tuning method (LoRA and its settings, merged or not, or a full fine-tune), steps and epochs, batch
+        size, learning rate, precision, seed and the final losses. A hub dataset id goes into the metadata too.
+        """
+        return sft_model_card(self, merged=self._merges_on_save(), adapter_given=self._adapter_given)
 
 
 def _read_bytes(path: str) -> bytes | None:
