@@ -69,6 +69,26 @@ class GeneratorCardInfo:
     base_model: str | None = None
     is_adapter: bool = False
 
+    @classmethod
+    def from_model(cls, model, config, *, is_adapter: bool | None = None) -> GeneratorCardInfo:
+        """The card info of ``model`` (a transformers model or a ``PeftModel``) saved with ``config``.
+
+        Args:
+            model: The model; a ``PeftModel``'s base model class is named.
+            config: The :class:`~negopt.config.NegOptConfig` saved beside it.
+            is_adapter: Whether the folder holds an adapter; None: whether ``model`` is a ``PeftModel`` (pass False
+                for an adapter merged into the saved weights).
+        """
+        has_adapter = hasattr(model, "peft_config")
+        return cls(
+            model_class=type(model.get_base_model() if has_adapter else model).__name__,
+            model_type=config.model_type,
+            prompt_template=config.prompt_template,
+            negopt_version=config.negopt_version,
+            base_model=config.base_model_name_or_path,
+            is_adapter=has_adapter if is_adapter is None else is_adapter,
+        )
+
 
 @dataclass
 class TrainingCardInfo:

@@ -30,14 +30,7 @@ def sft_model_card(sft: SFTTrainer, *, merged: bool, adapter_given: bool) -> Mod
     cfg, state = sft.config, sft.trainer.state
     model = sft.trainer.accelerator.unwrap_model(sft.trainer.model)
     has_adapter = hasattr(model, "peft_config")
-    info = GeneratorCardInfo(
-        model_class=type(model.get_base_model() if has_adapter else model).__name__,
-        model_type=sft.model_type,
-        prompt_template=sft.negopt_config.prompt_template,
-        negopt_version=sft.negopt_config.negopt_version,
-        base_model=sft.base_model_name,
-        is_adapter=has_adapter and not merged,
-    )
+    info = GeneratorCardInfo.from_model(model, sft.negopt_config, is_adapter=has_adapter and not merged)
     if not has_adapter:
         method = "full fine-tune (every weight trained)"
     elif adapter_given:
