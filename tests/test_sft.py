@@ -22,11 +22,13 @@ import torch
 
 datasets = pytest.importorskip("datasets")
 
+from huggingface_hub import ModelCard  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
 from negopt.config import NegOptConfig  # noqa: E402
 from negopt.data import load_negative_prompts  # noqa: E402
+from negopt.model_card import GeneratorCardInfo, TrainingCardInfo, generator_model_card  # noqa: E402
 from negopt.train import SFTConfig, SFTTrainer  # noqa: E402
 from negopt.train.checkpointing import NonFiniteLossError, is_complete_checkpoint  # noqa: E402
 from negopt.train.sft import rouge_l  # noqa: E402
@@ -155,7 +157,23 @@ def test_tiny_t5_learns_the_rule_and_the_output_loads(learned, base):
     files = set(os.listdir(out))
     assert {"adapter_config.json", "adapter_model.safetensors", "negopt_config.json", "tokenizer.json"} <= files
     assert "training_args.bin" not in files and "model.safetensors" not in files
-    assert "README.md" not in files  # peft's template model card does not land in the generator folder
+    _check_card(
+        out,
+        base_text=base,
+        lines=[
+            "| fine-tuning | LoRA (r=8, alpha=16, dropout=0.0, target modules all-linear) |",
+            "| steps | 80 (",
+            "| data | datasets passed to SFTTrainer |",
+            "| pairs | 150 training, 15 validation |",
+            "| batch size | 16 per device x 1 accumulation steps x 1 processes |",
+        ],
+    )
+    card = ModelCard.load(os.path.join(out, "README.md"))
+    assert card.data.base_model is None  # a local folder is no hub id: named in the text only
+    assert (
+        f"validation loss {result.eval_loss:.4g}" in card.text
+        and f"training loss {result.train_loss:.4g}" in card.text
+    )
     assert is_complete_checkpoint(os.path.join(out, "checkpoints", "checkpoint-80"))
 
     cfg = NegOptConfig.from_json_file(os.path.join(out, "negopt_config.json"))
@@ -201,6 +219,39 @@ def test_negopt_generator_loads_the_output(learned):
     assert sum(o.replace(" ,", ",") == e for o, e in zip(outputs, expected)) >= 13, outputs
 
 
+PEFT_TEMPLATE = ("[More Information Needed]", "Model Card for", "PEFT", "library_name: peft")
+
+
+def _check_card(out, *, base_text: str, lines: list[str]):
+    """The folder's README.md is negopt's card of an SFT run (not peft's template) and says what is in ``lines``."""
+    card = ModelCard.load(os.path.join(out, "README.md"))
+    assert card.data.library_name == "negopt" and {"negopt", "sft"} <= set(card.data.tags)
+    assert "## Training" in card.text and "Supervised fine-tuning (SFT)" in card.text
+    assert f"| base model | {base_text} |" in card.text
+    for line in lines:
+        assert line in card.text, (line, card.text)
+    for text in PEFT_TEMPLATE:
+        assert text not in str(card), text
+    return card
+
+
+def test_public_names_and_a_light_config_import():
+    import negopt.train.sft as sft
+    from negopt.train import SFTResult
+    from negopt.train.sft_config import SFTConfig as Config
+    from negopt.train.sft_config import SFTResult as Result
+
+    assert (sft.SFTConfig, sft.SFTResult, sft.SFTTrainer, sft.rouge_l) == (Config, Result, SFTTrainer, rouge_l)
+    assert SFTConfig is Config and SFTResult is Result
+    # The configs behind `negopt train sft`'s flags load without torch, transformers or peft.
+    code = (
+        "import sys; from negopt.train import SFTConfig; SFTConfig(); "
+        "print(sorted({'torch', 'transformers', 'peft'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out
+
+
 def test_rouge_l():
     assert rouge_l("blurry, bad hands", "blurry, bad hands") == 1.0
     assert rouge_l("", "") == 1.0 and rouge_l("blurry", "") == 0.0
@@ -222,6 +273,9 @@ def test_full_finetune_saves_plain_weights(base, data_file, tmp_path):
     loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
     changed = [n for n, p in loaded.named_parameters() if n in before and not torch.equal(p, before[n])]
     assert len(changed) > len(before) // 2
+    lines = ["| fine-tuning | full fine-tune (every weight trained) |", f"| data | {data_file} |", "| steps | 2 ("]
+    card = _check_card(tmp_path, base_text=base, lines=lines)
+    assert "LoRA adapter over" not in card.text and card.data.datasets is None  # a local file is no hub dataset
     assert trainer.data_summary is not None and trainer.data_summary.rows_out == 64
 
 
@@ -277,6 +331,40 @@ def test_model_objects_and_merge_when_the_base_has_no_name(tmp_path):
     files = set(os.listdir(tmp_path))
     assert "model.safetensors" in files and "adapter_config.json" not in files
     AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    fine_tuning = "| fine-tuning | LoRA (r=4, alpha=32, dropout=0.05, target modules all-linear), merged into the base"
+    _check_card(tmp_path, base_text="a model passed in memory, with no name", lines=[fine_tuning])
+
+
+def test_card_of_a_base_named_by_hub_id_names_it_in_the_metadata(tmp_path):
+    """A base loaded from the hub (here: a tiny model named as one) is the card's base_model; the card is rewritten,
+    not left to peft, when the folder already holds one negopt wrote."""
+    model, tok = tiny_t5_words(WORDS)
+    model.name_or_path = model.config._name_or_path = "google-t5/t5-small"  # as from_pretrained("google-t5/t5-small")
+    trainer = SFTTrainer(
+        _quick("unused", tmp_path, max_steps=1, lora_r=2, lora_target_modules=["q", "v"]),
+        model=model,
+        tokenizer=tok,
+        train_dataset=datasets.Dataset.from_list(_pairs(TRAIN[:8])),
+    )
+    trainer.train()
+    assert "adapter_config.json" in os.listdir(tmp_path)
+    lines = ["| fine-tuning | LoRA (r=2, alpha=32, dropout=0.05, target modules ['q', 'v']) |"]
+    card = _check_card(tmp_path, base_text="google-t5/t5-small", lines=lines)
+    assert card.data.base_model == "google-t5/t5-small" and card.data.pipeline_tag == "text2text-generation"
+    assert "LoRA adapter over `google-t5/t5-small`" in card.text
+    # Saving again: peft edits the README that is there (library_name: peft); negopt's card replaces it.
+    trainer.save_generator(tmp_path)
+    assert ModelCard.load(tmp_path / "README.md").text == card.text
+    _check_card(tmp_path, base_text="google-t5/t5-small", lines=lines)
+
+
+def test_card_metadata_names_a_hub_dataset():
+    info = GeneratorCardInfo("T5ForConditionalGeneration", "seq2seq", "{prompt}", "1.2.3", "google-t5/t5-small")
+    training = TrainingCardInfo("SFT.", dataset="mikeogezi/negopt_full", settings={"a | b": "c"}, results={"x": 0.5})
+    card = generator_model_card(info, training=training)
+    assert card.data.datasets == ["mikeogezi/negopt_full"] and card.data.base_model == "google-t5/t5-small"
+    assert "| a \\| b | c |" in card.text and "At the end: x 0.5." in card.text
+    assert generator_model_card(info).data.datasets is None
 
 
 # ------------------------------------------------------------------------------------------------ nothing lost

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from huggingface_hub import ModelCard, ModelCardData
 
 from negopt.hub import hub_model_id
 
-__all__ = ["MODEL_CARD_NAME", "GeneratorCardInfo", "generator_model_card", "write_model_card"]
+__all__ = ["MODEL_CARD_NAME", "GeneratorCardInfo", "TrainingCardInfo", "generator_model_card", "write_model_card"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,13 +69,83 @@ class GeneratorCardInfo:
     base_model: str | None = None
     is_adapter: bool = False
 
+    @classmethod
+    def from_model(cls, model, config, *, is_adapter: bool | None = None) -> GeneratorCardInfo:
+        """The card info of ``model`` (a transformers model or a ``PeftModel``) saved with ``config``.
 
-def generator_model_card(info: GeneratorCardInfo, repo_id: str | None = None) -> ModelCard:
-    """The model card of a generator; ``repo_id`` (when pushing) names the repository in the title and examples."""
+        Args:
+            model: The model; a ``PeftModel``'s base model class is named.
+            config: The :class:`~negopt.config.NegOptConfig` saved beside it.
+            is_adapter: Whether the folder holds an adapter; None: whether ``model`` is a ``PeftModel`` (pass False
+                for an adapter merged into the saved weights).
+        """
+        has_adapter = hasattr(model, "peft_config")
+        return cls(
+            model_class=type(model.get_base_model() if has_adapter else model).__name__,
+            model_type=config.model_type,
+            prompt_template=config.prompt_template,
+            negopt_version=config.negopt_version,
+            base_model=config.base_model_name_or_path,
+            is_adapter=has_adapter if is_adapter is None else is_adapter,
+        )
+
+
+@dataclass
+class TrainingCardInfo:
+    """How a generator was trained, for the card's "Training" section (written by the trainers).
+
+    Attributes:
+        summary: One sentence on what the training was, e.g. ``"Supervised fine-tuning (SFT) with negopt's
+            SFTTrainer (negopt train sft)."``.
+        dataset: The training data as the run named it; a hub dataset id also goes into the metadata's
+            ``datasets``. None: data passed in as objects.
+        settings: The key settings, in order: the rows of the section's table (name -> value as text).
+        results: Final metrics by name (e.g. ``{"validation loss": 0.41}``).
+        tags: Extra metadata tags, e.g. ``["sft"]``.
+    """
+
+    summary: str
+    dataset: str | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+    results: dict[str, float] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _training_section(training: TrainingCardInfo) -> str:
+    lines = ["", "## Training", "", training.summary, ""]
+    if training.settings:
+        lines += ["| setting | value |", "|---|---|"]
+        lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in training.settings.items()]
+        lines.append("")
+    if training.results:
+        lines += ["At the end: " + ", ".join(f"{k} {v:.4g}" for k, v in training.results.items()) + ".", ""]
+    return "\n".join(lines)
+
+
+def _hub_dataset_id(name: str | None) -> str | None:
+    """``name`` when it names a hub dataset (shaped like an id and not a local file or folder), else None."""
+    if not name or os.path.exists(name):
+        return None
+    return hub_model_id(name)  # the same id rule for models and datasets
+
+
+def generator_model_card(
+    info: GeneratorCardInfo, repo_id: str | None = None, *, training: TrainingCardInfo | None = None
+) -> ModelCard:
+    """The model card of a generator; ``repo_id`` (when pushing) names the repository in the title and examples.
+
+    ``training`` (from a trainer) adds a "Training" section and the dataset and tags to the metadata.
+    """
+    dataset = _hub_dataset_id(training.dataset) if training is not None else None
     data = ModelCardData(
         library_name=LIBRARY_NAME,
-        tags=list(TAGS),
+        tags=list(TAGS) + [t for t in (training.tags if training is not None else []) if t not in TAGS],
         base_model=hub_model_id(info.base_model),
+        datasets=[dataset] if dataset else None,
         pipeline_tag="text2text-generation" if info.model_type == "seq2seq" else "text-generation",
     )
     body = _BODY.format(
@@ -87,6 +157,8 @@ def generator_model_card(info: GeneratorCardInfo, repo_id: str | None = None) ->
         version=info.negopt_version,
         repo_id=repo_id or "path/to/this/folder",
     )
+    if training is not None:
+        body += _training_section(training)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
 
 

@@ -9,7 +9,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 _LAZY = {
-    "SFTConfig": "negopt.train.sft",
+    "SFTConfig": "negopt.train.sft_config",
+    "SFTResult": "negopt.train.sft_config",
     "SFTTrainer": "negopt.train.sft",
     "RLConfig": "negopt.train.rl_config",
     "RLTrainer": "negopt.train.rl_trainer",
@@ -20,7 +21,8 @@ __all__ = list(_LAZY)
 if TYPE_CHECKING:  # pragma: no cover
     from negopt.train.rl_config import RLConfig
     from negopt.train.rl_trainer import RLTrainer
-    from negopt.train.sft import SFTConfig, SFTTrainer
+    from negopt.train.sft import SFTTrainer
+    from negopt.train.sft_config import SFTConfig, SFTResult
 
 
 def __getattr__(name: str):
