@@ -27,7 +27,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from negopt.pipeline_checks import (
     COMBINE_MODES,
@@ -39,8 +39,9 @@ from negopt.pipeline_checks import (
     per_prompt,
     unloaded_embeddings_message,
 )
+from negopt.pipeline_output import NegOptPipelineOutput
 from negopt.text import dedupe_terms, merge_negatives, split_terms
-from negopt.token_budget import fit_negatives, token_limit
+from negopt.token_budget import fit_negatives, token_limit, trimmed_message
 from negopt.weighting import PROMPT_WEIGHTINGS, check_weighting, encode_call
 
 __all__ = [
@@ -68,47 +69,10 @@ _UNSET: Any = object()
 
 # Attributes that live on the wrapper; every other attribute is the wrapped pipeline's.
 _OWN_ATTRIBUTES = frozenset(
-    {
-        "pipeline",
-        "negative_prompt_generator",
-        "combine",
-        "fit_to_tokenizer",
-        "prompt_weighting",
-        "last_negative_prompts",
-        "negative_slots",
-        "_positional",
-        "_guidance_default",
-        "_true_cfg_default",
-        "_max_sequence_length_default",
-    }
+    {"pipeline", "negative_prompt_generator", "combine", "fit_to_tokenizer", "prompt_weighting"}
+    | {"last_negative_prompts", "negative_slots", "_positional", "_guidance_default", "_true_cfg_default"}
+    | {"_max_sequence_length_default"}
 )
-
-
-@runtime_checkable
-class NegOptPipelineOutput(Protocol):
-    """What a :class:`NegOptPipeline` call returns with ``return_dict=True``.
-
-    It is the wrapped pipeline's own output object (``StableDiffusionPipelineOutput``, ``FluxPipelineOutput``, ...),
-    unchanged, with one attribute added; ``isinstance(output, NegOptPipelineOutput)`` is true for it. The attribute is
-    not a key of the output, so ``output.to_tuple()`` and ``output[0]`` are what diffusers gives.
-
-    Attributes:
-        negative_prompts: The negative prompt of each prompt (a list, one per prompt, also for a str ``prompt``),
-            exactly as sent (in the ``negative_prompt`` slot; the other slots got the same text unless the call passed
-            its own ``negative_prompt_2`` / ``_3``), or None when the call sent none (``combine="user"`` without a
-            negative, or ``negative_prompt_embeds`` given). With ``prompt_weighting`` set it is the text that was
-            encoded.
-        negative_prompt: The same in the form the call gave the ``negative_prompt`` slot: a str for a str ``prompt``,
-            else the list. Calling the bare pipeline with the same ``prompt``, ``negative_prompt=out.negative_prompt``
-            and the same seed gives the same images (with ``prompt_weighting=None``); SD 1.x refuses a list negative
-            for a str prompt, so pass this one rather than ``negative_prompts``.
-        prompt_weighting: How the prompt and negative were encoded: None (sent as text), ``"a1111"`` or
-            ``"compel"``.
-    """
-
-    negative_prompts: list[str] | None
-    negative_prompt: str | list[str] | None
-    prompt_weighting: str | None
 
 
 class NegOptPipeline:
@@ -509,26 +473,8 @@ class NegOptPipeline:
         limits = [(t, limit) for t, limit in limits if limit is not None]
         convert = getattr(self.pipeline, "maybe_convert_prompt", None)
         fitted, trimmed = fit_negatives(negatives, limits, n_user, convert)
-        if not trimmed:
-            return fitted
-        notes = []
-        for t in trimmed:
-            if t.cut:
-                notes.append(
-                    f"prompt {t.index}: your negative prompt was cut after {fitted[t.index][-40:]!r}; not sent: "
-                    f"{t.cut!r}" + (f"; the {len(t.dropped)} generated terms were not added" if t.dropped else "")
-                )
-            else:
-                more = f" and {len(t.dropped) - 6} more" if len(t.dropped) > 6 else ""
-                notes.append(f"prompt {t.index}: dropped generated terms {', '.join(map(repr, t.dropped[:6]))}{more}")
-        shown = ", ".join(dict.fromkeys(f"{type(t).__name__} {limit}" for t, limit in limits))
-        warnings.warn(
-            f"A negative prompt was longer than the text encoders' token limit ({shown}, special tokens included); "
-            f"diffusers would cut it mid-word, so it was trimmed to the whole terms that fit, yours first "
-            f"({'; '.join(notes)}). Shorten `negative_prompt`, pass fit_to_tokenizer=False to send it as is, or "
-            "prompt_weighting='a1111' to encode it whole in 75-token chunks.",
-            stacklevel=4,
-        )
+        if trimmed:
+            warnings.warn(trimmed_message(fitted, trimmed, limits), stacklevel=4)
         return fitted
 
     def _warn_unloaded_embeddings(self, negatives: list[str]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from negopt.text import fit_terms, join_terms, split_terms
 
-__all__ = ["Trimmed", "count_tokens", "cut_words", "fit_negatives", "token_limit"]
+__all__ = ["Trimmed", "count_tokens", "cut_words", "fit_negatives", "token_limit", "trimmed_message"]
 
 # A tokenizer with no real limit reports model_max_length as a huge sentinel (about 1e30).
 _NO_LIMIT = 1_000_000
@@ -214,3 +214,31 @@ def fit_negatives(
         fitted[i] = join_terms(kept)
         trimmed.append(Trimmed(index=i, cut=cut, dropped=dropped))
     return fitted, trimmed
+
+
+def trimmed_message(fitted: list[str], trimmed: Sequence[Trimmed], limits: Sequence[tuple[Any, int]]) -> str:
+    """The warning of a call whose negatives :func:`fit_negatives` trimmed: the limits, what was cut or dropped from
+    each negative, and how to send it whole instead.
+
+    Args:
+        fitted: The fitted negatives.
+        trimmed: What was trimmed from each one that was over.
+        limits: The ``(tokenizer, limit)`` pairs they were fitted to.
+    """
+    notes = []
+    for t in trimmed:
+        if t.cut:
+            notes.append(
+                f"prompt {t.index}: your negative prompt was cut after {fitted[t.index][-40:]!r}; not sent: {t.cut!r}"
+                + (f"; the {len(t.dropped)} generated terms were not added" if t.dropped else "")
+            )
+        else:
+            more = f" and {len(t.dropped) - 6} more" if len(t.dropped) > 6 else ""
+            notes.append(f"prompt {t.index}: dropped generated terms {', '.join(map(repr, t.dropped[:6]))}{more}")
+    shown = ", ".join(dict.fromkeys(f"{type(tokenizer).__name__} {limit}" for tokenizer, limit in limits))
+    return (
+        f"A negative prompt was longer than the text encoders' token limit ({shown}, special tokens included); "
+        f"diffusers would cut it mid-word, so it was trimmed to the whole terms that fit, yours first "
+        f"({'; '.join(notes)}). Shorten `negative_prompt`, pass fit_to_tokenizer=False to send it as is, or "
+        "prompt_weighting='a1111' to encode it whole in 75-token chunks."
+    )
