@@ -241,3 +241,16 @@ def test_load_prompts_errors_name_the_problem(tmp_path):
         load_prompts(str(tmp_path / "dd"), split="test")
     with pytest.raises(ValueError, match="cannot be loaded as a hub dataset"):
         load_prompts("someone/prompts")  # HF_HUB_OFFLINE: a hub id fails with its own message
+
+
+def test_importing_negopt_data_is_light():
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, negopt.data; "
+        "print(sorted({'torch', 'transformers', 'diffusers', 'datasets', 'pyarrow'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
+    assert out.stdout.strip() == "[]"

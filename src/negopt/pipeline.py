@@ -26,19 +26,23 @@ import inspect
 import logging
 import os
 import warnings
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any
 
-from negopt.text import (
-    KNOWN_NEGATIVE_EMBEDDINGS,
-    dedupe_terms,
-    fit_terms,
-    join_terms,
-    merge_negatives,
-    split_terms,
-    term_key,
+from negopt.pipeline_checks import (
+    COMBINE_MODES,
+    as_text_list,
+    check_combine,
+    check_generated,
+    guidance_off_message,
+    load_negative_prompt_generator,
+    per_prompt,
+    unloaded_embeddings_message,
 )
-from negopt.weighting import PROMPT_WEIGHTINGS
+from negopt.pipeline_output import NegOptPipelineOutput
+from negopt.text import dedupe_terms, merge_negatives, split_terms
+from negopt.token_budget import fit_negatives, token_limit, trimmed_message
+from negopt.weighting import PROMPT_WEIGHTINGS, check_weighting, encode_call
 
 __all__ = [
     "NegOptPipeline",
@@ -60,60 +64,15 @@ _SLOT_TOKENIZER = {
     "negative_prompt_3": "tokenizer_3",
 }
 
-#: How a negative prompt the user passes is combined with the generated one.
-COMBINE_MODES: tuple[str, ...] = ("merge", "user", "generated")
-
 # The default of the per-call `prompt_weighting` (None is a value: no weighting).
 _UNSET: Any = object()
 
-_KNOWN_EMBEDDING_KEYS = frozenset(term_key(t) for t in KNOWN_NEGATIVE_EMBEDDINGS)
-
-# A tokenizer with no real limit reports model_max_length as a huge sentinel (about 1e30).
-_NO_LIMIT = 1_000_000
-
 # Attributes that live on the wrapper; every other attribute is the wrapped pipeline's.
 _OWN_ATTRIBUTES = frozenset(
-    {
-        "pipeline",
-        "negative_prompt_generator",
-        "combine",
-        "fit_to_tokenizer",
-        "prompt_weighting",
-        "last_negative_prompts",
-        "negative_slots",
-        "_positional",
-        "_guidance_default",
-        "_true_cfg_default",
-        "_max_sequence_length_default",
-    }
+    {"pipeline", "negative_prompt_generator", "combine", "fit_to_tokenizer", "prompt_weighting"}
+    | {"last_negative_prompts", "negative_slots", "_positional", "_guidance_default", "_true_cfg_default"}
+    | {"_max_sequence_length_default"}
 )
-
-
-@runtime_checkable
-class NegOptPipelineOutput(Protocol):
-    """What a :class:`NegOptPipeline` call returns with ``return_dict=True``.
-
-    It is the wrapped pipeline's own output object (``StableDiffusionPipelineOutput``, ``FluxPipelineOutput``, ...),
-    unchanged, with one attribute added; ``isinstance(output, NegOptPipelineOutput)`` is true for it. The attribute is
-    not a key of the output, so ``output.to_tuple()`` and ``output[0]`` are what diffusers gives.
-
-    Attributes:
-        negative_prompts: The negative prompt of each prompt (a list, one per prompt, also for a str ``prompt``),
-            exactly as sent (in the ``negative_prompt`` slot; the other slots got the same text unless the call passed
-            its own ``negative_prompt_2`` / ``_3``), or None when the call sent none (``combine="user"`` without a
-            negative, or ``negative_prompt_embeds`` given). With ``prompt_weighting`` set it is the text that was
-            encoded.
-        negative_prompt: The same in the form the call gave the ``negative_prompt`` slot: a str for a str ``prompt``,
-            else the list. Calling the bare pipeline with the same ``prompt``, ``negative_prompt=out.negative_prompt``
-            and the same seed gives the same images (with ``prompt_weighting=None``); SD 1.x refuses a list negative
-            for a str prompt, so pass this one rather than ``negative_prompts``.
-        prompt_weighting: How the prompt and negative were encoded: None (sent as text), ``"a1111"`` or
-            ``"compel"``.
-    """
-
-    negative_prompts: list[str] | None
-    negative_prompt: str | list[str] | None
-    prompt_weighting: str | None
 
 
 class NegOptPipeline:
@@ -206,31 +165,9 @@ class NegOptPipeline:
             )
         parameters = inspect.signature(pipeline.__call__).parameters
         slots = negative_slots(pipeline)
-        combine = _check_combine(combine)
-        prompt_weighting = _check_weighting(prompt_weighting, pipeline)
-        if negative_prompt_generator is None:
-            # Imported here: the built-in generator is an optional convenience, not a dependency of the wrapper.
-            from negopt.builtin import BuiltinGenerator
-
-            negative_prompt_generator = BuiltinGenerator()
-        elif isinstance(negative_prompt_generator, (str, os.PathLike)):
-            from negopt.generator import NegOptGenerator
-            from negopt.hub import is_folder_or_hub_id
-
-            name = os.fspath(negative_prompt_generator)
-            if not is_folder_or_hub_id(name):
-                raise TypeError(
-                    f"`negative_prompt_generator` is the str {name!r}, which is neither a generator folder nor a hub "
-                    "id. To send a fixed negative prompt, pass it when calling: pipe(prompt, negative_prompt=...); to "
-                    "use a learned generator, pass its folder or hub id, or a NegOptGenerator."
-                )
-            negative_prompt_generator = NegOptGenerator.from_pretrained(name)
-        elif not callable(negative_prompt_generator):
-            raise TypeError(
-                "`negative_prompt_generator` must be callable (a NegOptGenerator, a BuiltinGenerator or a function "
-                f"list[str] -> list[str]), got {type(negative_prompt_generator).__name__}: "
-                f"{negative_prompt_generator!r:.200}."
-            )
+        combine = check_combine(combine)
+        prompt_weighting = check_weighting(prompt_weighting, pipeline)
+        negative_prompt_generator = load_negative_prompt_generator(negative_prompt_generator)
 
         def default(name: str) -> Any:
             param = parameters.get(name)
@@ -313,9 +250,9 @@ class NegOptPipeline:
     def __setattr__(self, name: str, value: Any) -> None:
         # `pipe.scheduler = ...` must reach the wrapped pipeline, or it would keep using the old one.
         if name == "combine":
-            value = _check_combine(value)
+            value = check_combine(value)
         elif name == "prompt_weighting":
-            value = _check_weighting(value, self.pipeline)
+            value = check_weighting(value, self.pipeline)
         if name in _OWN_ATTRIBUTES or name.startswith("_"):
             object.__setattr__(self, name, value)
         else:
@@ -397,7 +334,9 @@ class NegOptPipeline:
             TypeError: If a prompt or negative prompt is not a str or a list of str, or the generator does not return
                 a list of str.
         """
-        weighting = self.prompt_weighting if prompt_weighting is _UNSET else _check_weighting(prompt_weighting, self)
+        weighting = (
+            self.prompt_weighting if prompt_weighting is _UNSET else check_weighting(prompt_weighting, self.pipeline)
+        )
         kwargs = self._bind(args, kwargs)
         call_kwargs, negatives = self._prepare(kwargs, combine, weighting)
         self.last_negative_prompts = negatives
@@ -438,7 +377,7 @@ class NegOptPipeline:
 
         This is the wrapper's whole cost per call besides the generator and the pipeline.
         """
-        combine = self.combine if combine is None else _check_combine(combine)
+        combine = self.combine if combine is None else check_combine(combine)
         weighting = self.prompt_weighting if prompt_weighting is _UNSET else prompt_weighting
         if weighting is not None:
             given = [k for k in ("prompt_embeds", "negative_prompt_embeds") if kwargs.get(k) is not None]
@@ -468,10 +407,10 @@ class NegOptPipeline:
             batch = len(embeds)
             as_list = True  # diffusers needs one negative per row of prompt_embeds
         else:
-            prompts = _as_text_list(prompt, "prompt")
+            prompts = as_text_list(prompt, "prompt")
             batch = len(prompts)
             as_list = not isinstance(prompt, str)
-        users = _per_prompt(user, batch, "negative_prompt")
+        users = per_prompt(user, batch, "negative_prompt")
 
         negatives: list[str] | None
         n_user = [0] * batch  # how many of each negative's first terms are the user's
@@ -492,7 +431,7 @@ class NegOptPipeline:
         if negatives is not None:
             self._warn_unloaded_embeddings(negatives)
         if weighting is not None:
-            out = self._encode(kwargs, weighting, prompts, negatives)
+            out = encode_call(self.pipeline, kwargs, weighting, prompts, negatives)
             self._warn_if_unused(kwargs)
             return out, negatives
         if negatives is None:
@@ -505,7 +444,7 @@ class NegOptPipeline:
             if own is None:
                 receiving.append(slot)
             elif as_list:
-                out[slot] = _per_prompt(own, batch, slot)  # a str for one slot breaks Flux's T5 batch otherwise
+                out[slot] = per_prompt(own, batch, slot)  # a str for one slot breaks Flux's T5 batch otherwise
         if self.fit_to_tokenizer:
             negatives = self._fit(negatives, receiving, kwargs, n_user)
         value: str | list[str] = list(negatives) if as_list else negatives[0]
@@ -514,215 +453,40 @@ class NegOptPipeline:
         self._warn_if_unused(kwargs)
         return out, negatives
 
-    def _encode(
-        self, kwargs: dict[str, Any], weighting: str, prompts: list[str], negatives: list[str] | None
-    ) -> dict[str, Any]:
-        """The call's arguments with the prompt and negative replaced by their embeddings (``prompt_weighting``)."""
-        from negopt.weighting import encode_a1111, encode_compel, pipeline_family
-
-        batch = len(prompts)
-        family = pipeline_family(self.pipeline)
-        text_slots = ("prompt", "prompt_2", "prompt_3", *NEGATIVE_SLOTS)
-        prompts_2 = _per_prompt(kwargs.get("prompt_2"), batch, "prompt_2")
-        own_2 = _per_prompt(kwargs.get("negative_prompt_2"), batch, "negative_prompt_2")
-        unused = [k for k in ("prompt_3", "negative_prompt_3") if kwargs.get(k) is not None]
-        if family != "sdxl":
-            unused += [k for k in ("prompt_2", "negative_prompt_2") if kwargs.get(k) is not None]
-        if unused:
-            raise ValueError(
-                f"prompt_weighting={weighting!r} on {type(self.pipeline).__name__} encodes `prompt` and "
-                f"`negative_prompt` for every text encoder; {', '.join(f'`{k}`' for k in unused)} cannot be used "
-                "with it. Leave them out, or pass prompt_weighting=None."
-            )
-        texts = negatives if negatives is not None else [""] * batch
-        negatives_2 = own_2 if own_2 is not None else (None if prompts_2 is None else texts)
-        if weighting == "compel":
-            embeds = encode_compel(self.pipeline, prompts, texts, prompts_2, negatives_2)
-        else:
-            (hidden, pooled), (negative, negative_pooled) = encode_a1111(
-                self.pipeline, [prompts, texts], [prompts_2, negatives_2], kwargs.get("clip_skip")
-            )
-            embeds = {"prompt_embeds": hidden, "negative_prompt_embeds": negative}
-            if pooled is not None:
-                embeds["pooled_prompt_embeds"] = pooled
-                embeds["negative_pooled_prompt_embeds"] = negative_pooled
-        if (
-            negatives is None
-            and family == "sdxl"
-            and getattr(getattr(self.pipeline, "config", None), "force_zeros_for_empty_prompt", False)
-        ):
-            # What SDXL does with no negative prompt at all.
-            embeds["negative_prompt_embeds"] = embeds["negative_prompt_embeds"].zero_()
-            if "negative_pooled_prompt_embeds" in embeds:
-                embeds["negative_pooled_prompt_embeds"] = embeds["negative_pooled_prompt_embeds"].zero_()
-        out = {k: v for k, v in kwargs.items() if k not in text_slots}
-        out.update(embeds)
-        return out
-
     def _generate(self, prompts: list[str]) -> list[str]:
-        generated = self.negative_prompt_generator(prompts)
-        name = type(self.negative_prompt_generator).__name__
-        if not isinstance(generated, (list, tuple)) or not all(isinstance(g, str) for g in generated):
-            raise TypeError(
-                f"The negative_prompt_generator ({name}) must return a list of str for a list of prompts, got "
-                f"{generated!r:.200}."
-            )
-        if len(generated) != len(prompts):
-            raise ValueError(
-                f"The negative_prompt_generator ({name}) returned {len(generated)} negative prompts for "
-                f"{len(prompts)} prompts; it must return one per prompt, in order."
-            )
-        return list(generated)
+        return check_generated(self.negative_prompt_generator(prompts), prompts, self.negative_prompt_generator)
 
     def _fit(
         self, negatives: list[str], receiving: list[str], kwargs: dict[str, Any], n_user: list[int] | None = None
     ) -> list[str]:
-        """Trim each negative to whole terms that fit every text encoder it is sent to.
+        """Trim each negative to whole terms that fit every text encoder it is sent to, with a warning.
 
-        ``n_user[i]`` first terms of ``negatives[i]`` are the user's: they are kept in order while they fit, and are
-        never dropped to make room for generated ones; a user term that is alone over the limit is cut at a word
-        boundary.
+        ``n_user[i]`` first terms of ``negatives[i]`` are the user's; see :func:`negopt.token_budget.fit_negatives`.
         """
-        n_user = n_user or [0] * len(negatives)
-        budgets = []  # (tokenizer, content-token budget, limit as the user knows it)
-        seen: set[int] = set()
         max_sequence_length = kwargs.get("max_sequence_length", self._max_sequence_length_default)
+        tokenizers = {}
         for slot in receiving:
             tokenizer = getattr(self.pipeline, _SLOT_TOKENIZER[slot], None)
-            if tokenizer is None or id(tokenizer) in seen:
-                continue
-            seen.add(id(tokenizer))
-            limit = _token_limit(tokenizer, max_sequence_length)
-            if limit is not None:
-                budgets.append((tokenizer, limit - tokenizer.num_special_tokens_to_add(), limit))
-        if not budgets:
-            return negatives
+            if tokenizer is not None:
+                tokenizers.setdefault(id(tokenizer), tokenizer)
+        limits = [(t, token_limit(t, max_sequence_length)) for t in tokenizers.values()]
+        limits = [(t, limit) for t, limit in limits if limit is not None]
         convert = getattr(self.pipeline, "maybe_convert_prompt", None)
-
-        def lengths(tokenizer: Any, texts: list[str]) -> list[int]:
-            if callable(convert) and _has_multi_vector_embedding(tokenizer):
-                # As diffusers does before encoding: a k-vector textual inversion becomes k tokens.
-                texts = convert(list(texts), tokenizer)
-            return [len(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
-
-        # The hot path: one batched count per tokenizer. Only the negatives that are over go further.
-        over = sorted(
-            {i for tokenizer, budget, _ in budgets for i, n in enumerate(lengths(tokenizer, negatives)) if n > budget}
-        )
-        if not over:
-            return negatives
-
-        # Count every term once per tokenizer (one batched call each) and let fit_terms add the counts up: a term's
-        # tokens do not depend on its neighbours across ", " for CLIP, byte-level or SentencePiece tokenizers. The
-        # results are checked with an exact count, and a negative for which a tokenizer disagrees is fitted exactly.
-        terms_of = {i: split_terms(negatives[i]) for i in over}
-        unique = list(dict.fromkeys(t for terms in terms_of.values() for t in terms))
-        tables = []
-        for tokenizer, budget, _ in budgets:
-            counts = lengths(tokenizer, [*unique, ", "])
-            tables.append((dict(zip(unique, counts)), counts[-1], budget))
-
-        def exact_excess(text: str) -> int:
-            return max(lengths(tokenizer, [text])[0] - budget for tokenizer, budget, _ in budgets)
-
-        def summed_excess(text: str) -> int:
-            parts = text.split(", ")  # the candidate is join_terms(...) of known terms
-            if not all(p in tables[0][0] for p in parts):  # a term with ", " inside brackets
-                return exact_excess(text)
-            return max(sum(table[p] for p in parts) + sep * (len(parts) - 1) - budget for table, sep, budget in tables)
-
-        def fit(i: int, excess: Callable[[str], int]) -> tuple[list[str], str, list[str]]:
-            """``(kept terms, the user's text that was cut, generated terms dropped)`` for negative ``i``."""
-            terms = terms_of[i]
-            users, generated = terms[: n_user[i]], terms[n_user[i] :]
-            kept: list[str] = []
-            for term in users:  # the user's terms in order, as long as they fit: a prefix, never a hole
-                if excess(join_terms([*kept, term])) > 0:
-                    break
-                kept.append(term)
-            if len(kept) < len(users):
-                rest = users[len(kept) :]
-                if excess(rest[0]) > 0:  # a user term that could never fit whole: keep the words of it that fit
-                    before = join_terms(kept)
-                    head, tail = _cut_words(
-                        rest[0], lambda h: exact_excess(f"{before}, {h}" if before else h), keep_one=not kept
-                    )
-                    kept = [*kept, head] if head else kept
-                    rest = ([tail] if tail else []) + rest[1:]
-                return kept, join_terms(rest), []
-            prefix = join_terms(kept)
-            more, dropped = fit_terms(generated, 0, lambda t: excess(f"{prefix}, {t}" if prefix else t))
-            return [*kept, *more], "", dropped
-
-        results = {i: fit(i, summed_excess) for i in over}
-        checked = [join_terms(kept) for kept, _, _ in results.values()]
-        for tokenizer, budget, _ in budgets:
-            for i, n in zip(list(results), lengths(tokenizer, checked)):
-                if n > budget:
-                    results[i] = fit(i, exact_excess)
-
-        fitted = list(negatives)
-        notes = []
-        for i, (kept, cut, dropped) in results.items():
-            fitted[i] = join_terms(kept)
-            if cut:
-                generated_note = f"; the {len(terms_of[i]) - n_user[i]} generated terms were not added"
-                notes.append(
-                    f"prompt {i}: your negative prompt was cut after {fitted[i][-40:]!r}; not sent: {cut!r}"
-                    + (generated_note if len(terms_of[i]) > n_user[i] else "")
-                )
-            else:
-                shown = ", ".join(repr(t) for t in dropped[:6]) + (
-                    f" and {len(dropped) - 6} more" if len(dropped) > 6 else ""
-                )
-                notes.append(f"prompt {i}: dropped generated terms {shown}")
-        limits = ", ".join(dict.fromkeys(f"{type(t).__name__} {limit}" for t, _, limit in budgets))
-        warnings.warn(
-            f"A negative prompt was longer than the text encoders' token limit ({limits}, special tokens included); "
-            f"diffusers would cut it mid-word, so it was trimmed to the whole terms that fit, yours first "
-            f"({'; '.join(notes)}). Shorten `negative_prompt`, pass fit_to_tokenizer=False to send it as is, or "
-            "prompt_weighting='a1111' to encode it whole in 75-token chunks.",
-            stacklevel=4,
-        )
+        fitted, trimmed = fit_negatives(negatives, limits, n_user, convert)
+        if trimmed:
+            warnings.warn(trimmed_message(fitted, trimmed, limits), stacklevel=4)
         return fitted
 
     def _warn_unloaded_embeddings(self, negatives: list[str]) -> None:
-        """Warn about a well-known negative embedding's name that no textual inversion on the pipeline answers to."""
-        named = {term_key(t) for n in negatives for t in split_terms(n)} & _KNOWN_EMBEDDING_KEYS
-        if not named:
-            return
-        loaded = set()
-        for slot in self.negative_slots:
-            tokenizer = getattr(self.pipeline, _SLOT_TOKENIZER[slot], None)
-            added = getattr(tokenizer, "added_tokens_encoder", None) or {}
-            loaded |= {term_key(t) for t in added}
-        missing = sorted(named - loaded)
-        if missing:
-            warnings.warn(
-                f"The negative prompt names the textual-inversion embedding(s) {missing}, but none is loaded on "
-                f"{type(self.pipeline).__name__} under that token, so the name is read as plain words. Load it "
-                "first: pipe.load_textual_inversion('path/to/EasyNegative.safetensors', token='EasyNegative').",
-                stacklevel=4,
-            )
+        tokenizers = [getattr(self.pipeline, _SLOT_TOKENIZER[slot], None) for slot in self.negative_slots]
+        message = unloaded_embeddings_message(negatives, self.pipeline, tokenizers)
+        if message:
+            warnings.warn(message, stacklevel=4)
 
     def _warn_if_unused(self, kwargs: dict[str, Any]) -> None:
-        if self._true_cfg_default is not None or "true_cfg_scale" in kwargs:
-            scale = kwargs.get("true_cfg_scale", self._true_cfg_default)
-            if scale is not None and scale <= 1:
-                warnings.warn(
-                    f"{type(self.pipeline).__name__} uses a negative prompt only with true classifier-free guidance, "
-                    f"but true_cfg_scale={scale}; the negative prompt has no effect. Pass true_cfg_scale > 1 (e.g. "
-                    "4.0; each step then runs the model twice).",
-                    stacklevel=4,
-                )
-            return
-        scale = kwargs.get("guidance_scale", self._guidance_default)
-        if scale is not None and scale <= 1:
-            warnings.warn(
-                f"guidance_scale={scale} turns classifier-free guidance off in {type(self.pipeline).__name__}, so the "
-                "negative prompt has no effect. Pass guidance_scale > 1 (e.g. 7.5 for Stable Diffusion).",
-                stacklevel=4,
-            )
+        message = guidance_off_message(self.pipeline, kwargs, self._guidance_default, self._true_cfg_default)
+        if message:
+            warnings.warn(message, stacklevel=4)
 
 
 def negative_slots(pipeline: Any) -> tuple[str, ...]:
@@ -750,86 +514,3 @@ def negative_slots(pipeline: Any) -> tuple[str, ...]:
             "family that takes `negative_prompt` (for Flux, FluxPipeline with true_cfg_scale > 1)."
         )
     return tuple(slot for slot in NEGATIVE_SLOTS if slot in parameters)
-
-
-def _check_weighting(prompt_weighting: str | None, pipeline: Any) -> str | None:
-    if prompt_weighting not in PROMPT_WEIGHTINGS:
-        raise ValueError(f"`prompt_weighting` must be one of {PROMPT_WEIGHTINGS}, got {prompt_weighting!r}.")
-    if prompt_weighting is not None:
-        from negopt.weighting import check_family
-
-        check_family(
-            getattr(pipeline, "pipeline", pipeline) if isinstance(pipeline, NegOptPipeline) else pipeline,
-            prompt_weighting,
-        )
-        if prompt_weighting == "compel":
-            try:
-                import compel  # noqa: F401
-            except ImportError as err:
-                raise ImportError(
-                    "prompt_weighting='compel' needs the compel library: pip install \"negopt[weighting]\" (or pip "
-                    "install compel)."
-                ) from err
-    return prompt_weighting
-
-
-def _has_multi_vector_embedding(tokenizer: Any) -> bool:
-    added = getattr(tokenizer, "added_tokens_encoder", None) or {}
-    return any(f"{t}_1" in added for t in added)
-
-
-def _cut_words(text: str, excess: Callable[[str], int], keep_one: bool) -> tuple[str, str]:
-    """Split ``text`` at the last word boundary where its head still fits (``excess(head) <= 0``): ``(head, tail)``.
-
-    With ``keep_one``, a first word that alone does not fit is kept whole (diffusers then cuts it at its limit), so
-    that the user's negative is never sent empty.
-    """
-    words = text.split(" ")
-    lo, hi = (1 if keep_one else 0), len(words)  # the head of `lo` words is kept
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if excess(" ".join(words[:mid])) <= 0:
-            lo = mid
-        else:
-            hi = mid - 1
-    return " ".join(words[:lo]), " ".join(words[lo:])
-
-
-def _check_combine(combine: str) -> str:
-    if combine not in COMBINE_MODES:
-        raise ValueError(f"`combine` must be one of {COMBINE_MODES}, got {combine!r}.")
-    return combine
-
-
-def _as_text_list(value: Any, name: str) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise TypeError(f"`{name}` must be a str or a list of str, got {type(value).__name__}: {value!r:.200}.")
-
-
-def _per_prompt(value: Any, batch: int, name: str) -> list[str] | None:
-    """One text per prompt: a str is repeated; a list must have one entry per prompt."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return [value] * batch
-    texts = _as_text_list(value, name)
-    if len(texts) != batch:
-        raise ValueError(
-            f"`{name}` has {len(texts)} entries but there are {batch} prompts: pass one {name} per prompt (not per "
-            "image; num_images_per_prompt repeats it), or one str for all of them."
-        )
-    return texts
-
-
-def _token_limit(tokenizer: Any, max_sequence_length: int | None) -> int | None:
-    """The number of tokens (special ones included) that a diffusers pipeline keeps from this tokenizer."""
-    limit = getattr(tokenizer, "model_max_length", None)
-    if not isinstance(limit, int) or limit >= _NO_LIMIT:
-        limit = None
-    # CLIP encoders always cut at model_max_length; T5-style encoders at the call's max_sequence_length.
-    if max_sequence_length is not None and not type(tokenizer).__name__.startswith("CLIP"):
-        limit = max_sequence_length if limit is None else min(limit, max_sequence_length)
-    return limit

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from negopt.pipeline_checks import per_prompt
 from negopt.text import BREAK_WEIGHT, parse_attention
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ __all__ = [
     "A1111_FAMILIES",
     "COMPEL_FAMILIES",
     "pipeline_family",
+    "check_weighting",
+    "encode_call",
     "encode_a1111",
     "encode_compel",
 ]
@@ -59,6 +62,9 @@ COMPEL_FAMILIES: tuple[str, ...] = ("sd", "sdxl", "flux", "sana", "lumina2")
 #: Tokens per chunk between the start and end tokens, and A1111's default comma backtrack.
 CHUNK_LENGTH = 75
 COMMA_BACKTRACK = 20
+
+# The text arguments of a diffusers pipeline call that the embeddings replace.
+_TEXT_ARGUMENTS = ("prompt", "prompt_2", "prompt_3", "negative_prompt", "negative_prompt_2", "negative_prompt_3")
 
 
 def pipeline_family(pipeline: Any) -> str | None:
@@ -100,6 +106,99 @@ def check_family(pipeline: Any, weighting: str) -> str:
             + (", or 'compel' (which also covers Flux, Sana and Lumina2)." if weighting == "a1111" else ".")
         )
     return family
+
+
+def _import_compel() -> Any:
+    try:
+        import compel
+    except ImportError as err:
+        raise ImportError(
+            "prompt_weighting='compel' needs the compel library: pip install \"negopt[weighting]\" (or pip install "
+            "compel)."
+        ) from err
+    return compel
+
+
+def check_weighting(prompt_weighting: str | None, pipeline: Any) -> str | None:
+    """``prompt_weighting`` itself, checked against the values and the pipeline's family.
+
+    Args:
+        prompt_weighting: One of :data:`PROMPT_WEIGHTINGS`.
+        pipeline: The diffusers pipeline it will encode for.
+
+    Raises:
+        ValueError: An unknown value, or a family it does not support (see :func:`check_family`).
+        ImportError: ``"compel"`` without the compel library.
+    """
+    if prompt_weighting not in PROMPT_WEIGHTINGS:
+        raise ValueError(f"`prompt_weighting` must be one of {PROMPT_WEIGHTINGS}, got {prompt_weighting!r}.")
+    if prompt_weighting is not None:
+        check_family(pipeline, prompt_weighting)
+        if prompt_weighting == "compel":
+            _import_compel()
+    return prompt_weighting
+
+
+def encode_call(
+    pipeline: Any, kwargs: dict[str, Any], prompt_weighting: str, prompts: list[str], negatives: list[str] | None
+) -> dict[str, Any]:
+    """A call's arguments with its prompts and negatives replaced by their embeddings, encoded with
+    ``prompt_weighting``: what :class:`~negopt.NegOptPipeline` sends to the pipeline when weighting is on.
+
+    Args:
+        pipeline: The diffusers pipeline that will be called.
+        kwargs: The call's arguments (``prompt_2`` and ``negative_prompt_2`` are read for SDXL, ``clip_skip`` for
+            ``"a1111"``).
+        prompt_weighting: ``"a1111"`` or ``"compel"``.
+        prompts: The prompts.
+        negatives: One negative per prompt, or None when the call sends none (the empty prompt is encoded, and SDXL
+            with ``force_zeros_for_empty_prompt`` gets zeros, as diffusers does).
+
+    Returns:
+        ``kwargs`` without its text arguments, with ``prompt_embeds``, ``negative_prompt_embeds`` (and the pooled
+        embeddings or attention masks of the family).
+
+    Raises:
+        ValueError: ``prompt_3`` / ``negative_prompt_3`` (or, but for SDXL, ``prompt_2`` / ``negative_prompt_2``)
+            is given: the weighting encodes ``prompt`` and ``negative_prompt`` for every text encoder.
+    """
+    batch = len(prompts)
+    family = pipeline_family(pipeline)
+    prompts_2 = per_prompt(kwargs.get("prompt_2"), batch, "prompt_2")
+    own_2 = per_prompt(kwargs.get("negative_prompt_2"), batch, "negative_prompt_2")
+    unused = [k for k in ("prompt_3", "negative_prompt_3") if kwargs.get(k) is not None]
+    if family != "sdxl":
+        unused += [k for k in ("prompt_2", "negative_prompt_2") if kwargs.get(k) is not None]
+    if unused:
+        raise ValueError(
+            f"prompt_weighting={prompt_weighting!r} on {type(pipeline).__name__} encodes `prompt` and "
+            f"`negative_prompt` for every text encoder; {', '.join(f'`{k}`' for k in unused)} cannot be used "
+            "with it. Leave them out, or pass prompt_weighting=None."
+        )
+    texts = negatives if negatives is not None else [""] * batch
+    negatives_2 = own_2 if own_2 is not None else (None if prompts_2 is None else texts)
+    if prompt_weighting == "compel":
+        embeds = encode_compel(pipeline, prompts, texts, prompts_2, negatives_2)
+    else:
+        (hidden, pooled), (negative, negative_pooled) = encode_a1111(
+            pipeline, [prompts, texts], [prompts_2, negatives_2], kwargs.get("clip_skip")
+        )
+        embeds = {"prompt_embeds": hidden, "negative_prompt_embeds": negative}
+        if pooled is not None:
+            embeds["pooled_prompt_embeds"] = pooled
+            embeds["negative_pooled_prompt_embeds"] = negative_pooled
+    if (
+        negatives is None
+        and family == "sdxl"
+        and getattr(getattr(pipeline, "config", None), "force_zeros_for_empty_prompt", False)
+    ):
+        # What SDXL does with no negative prompt at all.
+        embeds["negative_prompt_embeds"] = embeds["negative_prompt_embeds"].zero_()
+        if "negative_pooled_prompt_embeds" in embeds:
+            embeds["negative_pooled_prompt_embeds"] = embeds["negative_pooled_prompt_embeds"].zero_()
+    out = {k: v for k, v in kwargs.items() if k not in _TEXT_ARGUMENTS}
+    out.update(embeds)
+    return out
 
 
 # -- A1111 ----------------------------------------------------------------------------------------------------------
@@ -343,13 +442,7 @@ def encode_compel(
     import torch
 
     family = check_family(pipeline, "compel")
-    try:
-        import compel
-    except ImportError as err:
-        raise ImportError(
-            "prompt_weighting='compel' needs the compel library: pip install \"negopt[weighting]\" (or pip install "
-            "compel)."
-        ) from err
+    compel = _import_compel()
     from compel import DiffusersTextualInversionManager
 
     for name in ("tokenizer", "tokenizer_2"):

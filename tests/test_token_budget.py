@@ -1,0 +1,70 @@
+"""negopt.token_budget: token limits, counts with textual inversions, word cuts and whole-term fitting, pinned on a
+byte-level CLIP tokenizer whose count is written out by hand (one token per non-space ASCII character)."""
+
+from __future__ import annotations
+
+import pytest
+
+from negopt.token_budget import Trimmed, count_tokens, cut_words, fit_negatives, token_limit, trimmed_message
+from tiny_clip import tiny_clip_tokenizer
+
+
+def by_hand(text: str) -> int:
+    return len(text.replace(" ", ""))
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return tiny_clip_tokenizer()
+
+
+def test_token_limit_clip_keeps_its_own_and_t5_takes_the_calls(clip):
+    from transformers import ByT5Tokenizer
+
+    assert token_limit(clip) == 77 and token_limit(clip, 512) == 77  # CLIP cuts at model_max_length whatever the call
+    unlimited = ByT5Tokenizer()  # model_max_length is the "no limit" sentinel
+    assert token_limit(unlimited) is None and token_limit(unlimited, 256) == 256
+    assert token_limit(ByT5Tokenizer(model_max_length=128), 256) == 128
+
+
+def test_count_tokens_expands_a_multi_vector_embedding(clip):
+    texts = ["lowres, bad hands", "blurry"]
+    assert count_tokens(clip, texts) == [by_hand(t) for t in texts]
+    tokenizer = tiny_clip_tokenizer()
+    tokenizer.add_tokens(["badneg", "badneg_1", "badneg_2"])  # a 3-vector textual inversion, as diffusers loads it
+
+    def convert(texts, tok):  # what diffusers' maybe_convert_prompt writes for it
+        return [t.replace("badneg", "badneg badneg_1 badneg_2") for t in texts]
+
+    assert count_tokens(tokenizer, ["badneg, jpeg"]) == [1 + 1 + 4]
+    assert count_tokens(tokenizer, ["badneg, jpeg"], convert) == [3 + 1 + 4]
+
+
+def test_cut_words_keeps_the_longest_head_that_fits():
+    text = "one two three four five"
+    for budget in range(0, 25):
+        head, tail = cut_words(text, lambda h, budget=budget: by_hand(h) - budget)
+        words = text.split(" ")
+        reference = max((k for k in range(len(words) + 1) if by_hand(" ".join(words[:k])) <= budget), default=0)
+        assert head == " ".join(words[:reference]) and tail == " ".join(words[reference:])
+    assert cut_words(text, lambda h: 1) == ("", text)
+    assert cut_words(text, lambda h: 1, keep_one=True) == ("one", "two three four five")
+
+
+def test_fit_negatives_keeps_user_terms_first_and_whole_generated_terms(clip):
+    negatives = [
+        "lowres, bad hands, blurry, watermark, text, jpeg",
+        "blurry",
+        "one two three four five six seven eight, blurry",
+    ]
+    fitted, trimmed = fit_negatives(negatives, [(clip, 30)], n_user=[2, 0, 1])  # 28 tokens besides start and end
+    # By hand: "lowres, bad hands" is 15; + ", blurry" 22; + ", watermark" 32 (out); + ", text" 27; + ", jpeg" 32
+    # (out).
+    # The user's one long term: the words up to "seven" are 27 tokens, "eight" would make 32.
+    assert fitted == ["lowres, bad hands, blurry, text", "blurry", "one two three four five six seven"]
+    assert trimmed == [Trimmed(0, "", ["watermark", "jpeg"]), Trimmed(2, "eight", ["blurry"])]
+    assert all(by_hand(f) <= 28 for f in fitted)
+    message = trimmed_message(fitted, trimmed, [(clip, 30)])
+    assert "CLIPTokenizer 30" in message and "'watermark', 'jpeg'" in message and "not sent: 'eight'" in message
+    assert fit_negatives(negatives[1:2], [(clip, 30)]) == (["blurry"], [])  # it fits: unchanged, nothing trimmed
+    assert fit_negatives(negatives, []) == (negatives, [])  # no limit: unchanged
