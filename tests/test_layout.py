@@ -16,9 +16,9 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 
 # docs/architecture.md, "Which way imports go": a module imports its own layer or the ones below, never above.
 LAYERS = [
-    {"values", "text", "hub", "config", "data", "model_card"},
-    {"generator", "builtin", "weighting", "_speed", "fastpath"},
-    {"pipeline", "rewards"},
+    {"values", "text", "hub", "config", "data", "model_card", "token_budget", "pipeline_output"},
+    {"generator", "builtin", "_speed", "fastpath"},
+    {"pipeline", "pipeline_checks", "weighting", "rewards"},
     {"eval"},
     {"train"},
     {"cli", "cli_args", "cli_eval", "cli_train", "__main__"},
