@@ -125,6 +125,16 @@ def test_pipeline_kwargs_follow_the_eval_rule(tmp_path):
     assert record[0].filename == __file__  # the warning points at the user's line
 
 
+def test_public_names_are_the_same_objects_from_every_home():
+    """``negopt.train`` (lazy) and ``negopt.train.rl`` hand out the classes of the modules that define them."""
+    import negopt.train as train
+    from negopt.train import rl, rl_config, rl_trainer
+
+    for name, home in (("RLConfig", rl_config), ("RLTrainerState", rl_config), ("RLTrainer", rl_trainer)):
+        assert getattr(train, name) is getattr(rl, name) is getattr(home, name)
+    assert set(rl.__all__) == {"RLConfig", "RLTrainer", "RLTrainerState"}
+
+
 def test_prompt_sources(tmp_path):
     from negopt.train.rl_trainer import _load_prompts
 
