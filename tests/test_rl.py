@@ -125,6 +125,16 @@ def test_pipeline_kwargs_follow_the_eval_rule(tmp_path):
     assert record[0].filename == __file__  # the warning points at the user's line
 
 
+def test_public_names_are_the_same_objects_from_every_home():
+    """``negopt.train`` (lazy) and ``negopt.train.rl`` hand out the classes of the modules that define them."""
+    import negopt.train as train
+    from negopt.train import rl, rl_config, rl_trainer
+
+    for name, home in (("RLConfig", rl_config), ("RLTrainerState", rl_config), ("RLTrainer", rl_trainer)):
+        assert getattr(train, name) is getattr(rl, name) is getattr(home, name)
+    assert set(rl.__all__) == {"RLConfig", "RLTrainer", "RLTrainerState"}
+
+
 def test_prompt_sources(tmp_path):
     from negopt.train.rl_trainer import _load_prompts
 
@@ -157,17 +167,17 @@ def test_a_generator_without_negopt_config_is_typed_by_its_model(tmp_path):
 
     from transformers import T5Config, T5EncoderModel
 
-    from negopt.train.rl_trainer import _policy
+    from negopt.train.rl_rollout import build_policy
     from tiny import tiny_gpt2, tiny_t5
 
     config = make_config(str(tmp_path))
     for build, kind in ((tiny_t5, "seq2seq"), (tiny_gpt2, "causal")):
         model, tok = build(0)
-        _, _, gcfg, name, _ = _policy(types.SimpleNamespace(model=model, tokenizer=tok), config)
+        _, _, gcfg, name, _ = build_policy(types.SimpleNamespace(model=model, tokenizer=tok), config)
         assert (gcfg.model_type, name) == (kind, "default")
     encoder = T5EncoderModel(T5Config(vocab_size=32, d_model=8, d_kv=4, num_heads=2, d_ff=8, num_layers=1))
     with pytest.raises(ValueError, match="the generator's model has class T5EncoderModel"):
-        _policy(types.SimpleNamespace(model=encoder, tokenizer=None), config)
+        build_policy(types.SimpleNamespace(model=encoder, tokenizer=None), config)
 
 
 # ------------------------------------------------------------------------------------------------------ sampling
@@ -226,8 +236,8 @@ def test_sampler_and_trainer_logprobs_agree(tmp_path, pipe, bases, kind):
         for name, p in trainer.model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.3)
-    rollout = trainer._sample(0)
-    mine = trainer._token_logprobs(trainer.model, rollout)
+    rollout = trainer.sampler.sample(0)
+    mine = trainer.sampler.token_logprobs(trainer.model, rollout)
     config = copy.deepcopy(trainer.generation_config)
     config.output_scores, config.return_dict_in_generate = True, True
     with torch.random.fork_rng():
@@ -268,7 +278,7 @@ def test_prompts_are_encoded_as_at_inference(tmp_path, pipe, bases):
         )
     long = "a very long prompt about a castle " * 10
     with pytest.warns(UserWarning, match="truncated"):
-        ids, mask = trainer._encode([long, "a cat"])
+        ids, mask = trainer.sampler.encode([long, "a cat"])
     first = ids[0][mask[0].bool()].tolist()
     assert len(first) <= 40
     assert trainer.tokenizer.decode(first, skip_special_tokens=True).endswith("Negative prompt:")
@@ -692,9 +702,9 @@ def test_sdxl_baseline_is_the_bare_pipeline_with_no_negative(tmp_path, bases):
     sdxl = tiny_sdxl()
     kwargs = {"num_inference_steps": 2, "height": 32, "width": 32}
     trainer = _trainer(sdxl, bases, tmp_path, baseline_image=True, pipeline_kwargs=kwargs)
-    rollout = trainer._sample(0)
-    trainer._make_images(rollout, 0)
-    seeds = [trainer._image_seed(0, pos) for pos in rollout.positions]
+    rollout = trainer.sampler.sample(0)
+    trainer.sampler.make_images(rollout, 0)
+    seeds = [trainer.sampler.image_seed(0, pos) for pos in rollout.positions]
 
     def bare(**negative):
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]

@@ -14,6 +14,7 @@ _LAZY = {
     "SFTTrainer": "negopt.train.sft",
     "RLConfig": "negopt.train.rl_config",
     "RLTrainer": "negopt.train.rl_trainer",
+    "RLTrainerState": "negopt.train.rl_config",
 }
 
 __all__ = list(_LAZY)
