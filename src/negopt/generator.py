@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from negopt import hub
-from negopt._speed import LRUCache, bucket, check_cache_size, freeze, model_state, resolve_precision
+from negopt.fastpath import (
+    GreedyDecoder,
+    LRUCache,
+    bucket,
+    check_cache_size,
+    freeze,
+    greedy_plan,
+    model_state,
+    resolve_precision,
+)
 from negopt.config import CONFIG_NAME, NegOptConfig
 from negopt.hub import ADAPTER_CONFIG_NAME
 from negopt.model_card import GeneratorCardInfo, generator_model_card, write_model_card
@@ -104,6 +113,7 @@ class NegOptGenerator:
         self._progress_bar_config: dict[str, Any] = {}
         self._cache = LRUCache(check_cache_size(cache_size))
         self._fast: dict[str, Any] | None = None  # set by optimize()
+        self._decoder: GreedyDecoder | None = None  # optimize()'s decode loop
 
     # ------------------------------------------------------------------------------------------------ properties
     @property
@@ -272,6 +282,7 @@ class NegOptGenerator:
         elif precision != "int8" and self.dtype != getattr(torch, precision):
             self.model.to(getattr(torch, precision))
         self._fast = {"precision": precision, "compile": compile}
+        self._decoder = GreedyDecoder(base if precision != "int8" else self.model, compile=compile)
         self.clear_cache()
         if warmup:
             size, self._cache.maxsize = self._cache.maxsize, 0  # every warm-up call must run the model
@@ -282,6 +293,19 @@ class NegOptGenerator:
             finally:
                 self._cache.maxsize = size
         return self
+
+    def _fast_plan(self, num_candidates: int, kwargs: dict[str, Any]) -> Any:
+        """The decode loop's plan for this call (a ``GreedyPlan``), or None when it goes to ``model.generate``: no
+        :meth:`optimize`, several candidates, or a generation setting the loop does not implement."""
+        if self._fast is None or self._decoder is None or num_candidates != 1 or self.model.training:
+            return None
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        if self._decoder.model is not base:  # the model was replaced since optimize()
+            return None
+        plan = greedy_plan(self.model, kwargs, self.is_seq2seq)
+        if plan is None:
+            logger.info("these generation settings need model.generate; the fast decode loop is not used")
+        return plan
 
     def _fast_kwargs(self, rows: int, num_candidates: int, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Static cache and a compiled forward for a one-prompt call, when :meth:`optimize` asked for them."""
@@ -615,15 +639,25 @@ class NegOptGenerator:
                         torch.cuda.manual_seed(seed)
                 elif device.type != "cpu":
                     torch.manual_seed(seed)
+            plan = self._fast_plan(num_candidates, kwargs)
             for batch in tqdm(batches, **bar):
                 rows = [ids[j] for j in batch]
-                batch_kwargs = self._fast_kwargs(len(rows), num_candidates, kwargs)
-                # A compiled graph serves one input shape: pad to a bucket so that prompts of similar length share it.
-                width = bucket(max(len(r) for r in rows)) if batch_kwargs is not kwargs else None
-                input_ids, attention_mask = self._pad(rows, device, width)
-                out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **batch_kwargs)
-                if not self.is_seq2seq:  # the output starts with the (left-padded) input
-                    out = out[:, input_ids.shape[1] :]
+                longest = max(len(r) for r in rows)
+                if plan is not None and (len(rows) == 1 or not self._fast["compile"]):
+                    # The decode loop; inputs padded to a bucket so that one compiled graph (and one set of cache
+                    # buffers) serves prompts of similar length.
+                    input_ids, attention_mask = self._pad(rows, device, bucket(longest))
+                    compiled = not kwargs.get("disable_compile", False)
+                    out = self._decoder(input_ids, attention_mask, plan, self.is_seq2seq, longest, compiled=compiled)
+                else:
+                    batch_kwargs = self._fast_kwargs(len(rows), num_candidates, kwargs)
+                    # A compiled graph serves one input shape: pad to a bucket so that prompts of similar length share
+                    # it.
+                    width = bucket(longest) if batch_kwargs is not kwargs else None
+                    input_ids, attention_mask = self._pad(rows, device, width)
+                    out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **batch_kwargs)
+                    if not self.is_seq2seq:  # the output starts with the (left-padded) input
+                        out = out[:, input_ids.shape[1] :]
                 texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
                 for r, j in enumerate(batch):
                     i = active[j]
