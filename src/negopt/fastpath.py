@@ -6,19 +6,22 @@ Internal: this module's names may change in any release. The public surface is `
 The fast path's decode loop (:class:`GreedyDecoder`) replaces ``model.generate`` for greedy calls whose settings it
 implements exactly (:func:`greedy_plan` says which): the encoder (or the causal prefill) runs once, then one decoder
 step a token over a static KV cache, the next token chosen on the device with no host synchronisation inside the loop
-(finished rows are checked every few steps). On CUDA the step is compiled with ``torch.compile(mode="reduce-overhead")``
-(CUDA graphs), so a step is one graph replay.
+(finished rows are checked every few steps). On CUDA the step is compiled with ``torch.compile`` and captured as a CUDA
+graph, so a step is one graph replay.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "LRUCache",
@@ -346,6 +349,7 @@ class GreedyDecoder:
     """
 
     max_states = 8  # shapes kept (each holds a KV cache)
+    cuda_graphs = True  # replay the compiled step as a CUDA graph (set False after a failed capture)
 
     def __init__(self, model: torch.nn.Module, compile: bool = False, check_every: int = 8) -> None:
         self.model = model
@@ -357,9 +361,13 @@ class GreedyDecoder:
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self._compiled = None
+        self._compiled_first = None
         if compile:
-            mode = "reduce-overhead" if next(model.parameters()).is_cuda else "default"
-            self._compiled = torch.compile(self._step_eager, mode=mode, fullgraph=False, dynamic=False)
+            # On CUDA the compiled step is captured into a CUDA graph of our own (below), replayed once a step: less
+            # host work a step than mode="reduce-overhead", whose guards and bookkeeping run at each call.
+            self._compiled = torch.compile(self._step_eager, fullgraph=False, dynamic=False)
+            if next(model.parameters()).is_cuda:  # on a CPU, compiling this too costs more than it gains
+                self._compiled_first = torch.compile(self._first, fullgraph=False, dynamic=False)
 
     def _state(self, rows: int, width: int, n_new: int, seq2seq: bool, device: torch.device) -> _State:
         key = (rows, width, n_new, seq2seq, device)
@@ -386,8 +394,27 @@ class GreedyDecoder:
             unfinished=torch.ones(rows, dtype=torch.bool, device=device),
             mask=torch.ones((rows, width + (0 if seq2seq else n_new)), **long),
             position_offset=torch.zeros((rows, 1), **long),
+            len_offset=torch.zeros((1,), **long),  # generate's length minus the history index
+            input_ids=torch.zeros((rows, width), **long),
+            prefill_positions=torch.arange(width, **long),
         )
-        state.cache, state.base, state.seq2seq, state.hidden = cache, base, seq2seq, None
+        head = self.model.get_output_embeddings()
+        vocab = getattr(head, "out_features", None) or head.weight.shape[0]
+        # Per-call token masks, filled in place (a captured graph reads them where they are).
+        state.eos_mask = torch.zeros(vocab, dtype=torch.bool, device=device)
+        state.bos_row = torch.zeros(vocab, device=device)
+        state.eos_row = torch.zeros(vocab, device=device)
+        for t in (state.eos_mask, state.bos_row, state.eos_row):
+            if t.is_cuda:
+                torch._dynamo.mark_static_address(t)
+        state.cache, state.base, state.seq2seq, state.hidden_ready = cache, base, seq2seq, False
+        state.hidden = None
+        if seq2seq:  # the encoder's output, where the decoder steps read it
+            hidden_size = getattr(config, "d_model", None) or config.hidden_size
+            state.hidden = torch.zeros((rows, width, hidden_size), dtype=self._dtype(), device=device)
+            if state.hidden.is_cuda:
+                torch._dynamo.mark_static_address(state.hidden)
+        state.graphs, state.runs = {}, {}  # (plan, part) -> captured CUDA graph; runs before the capture
         self._states[key] = state
         while len(self._states) > self.max_states:
             self._states.popitem(last=False)
@@ -413,7 +440,6 @@ class GreedyDecoder:
             ref_len: The width ``generate`` would see (the longest prompt), which length settings count from.
             compiled: Use the compiled step, when there is one.
         """
-        model = self.model
         step = self._compiled if compiled and self._compiled is not None else self._step_eager
         rows, width = input_ids.shape
         n_new = plan.max_new_tokens
@@ -422,43 +448,107 @@ class GreedyDecoder:
         state.history.fill_(-1)
         state.cur.fill_(base)
         state.unfinished.fill_(True)
+        state.input_ids.copy_(input_ids)
         state.mask[:, :width].copy_(attention_mask)
-        state.plan, state.ref_len, state.prefill_logits = plan, (1 if seq2seq else ref_len), None
+        # A tensor, not an int: a compiled step would otherwise be compiled again for each prompt length.
+        state.len_offset.fill_((1 if seq2seq else ref_len) - base)
+        state.plan, state.prefill_logits = plan, None
         state.eos = tuple(e for e in plan.eos)
+        vocab = state.eos_mask.shape[0]
+        state.eos_mask.zero_()
+        state.eos_mask[[e for e in plan.eos if 0 <= e < vocab]] = True
+        state.bos_row.fill_(-math.inf)
+        if plan.forced_bos is not None:
+            state.bos_row[plan.forced_bos] = 0
+        state.eos_row.fill_(-math.inf)
+        if plan.forced_eos is not None:
+            state.eos_row[[e for e in plan.forced_eos if 0 <= e < vocab]] = 0
         if seq2seq:
             state.history[:, 0] = plan.start
-            hidden = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)[0]
-            if state.hidden is None or state.hidden.shape != hidden.shape or state.hidden.dtype != hidden.dtype:
-                state.hidden = hidden.clone()
-                if hidden.is_cuda:
-                    torch._dynamo.mark_static_address(state.hidden)
-            else:
-                state.hidden.copy_(hidden)
         else:
             state.history[:, :width] = input_ids.masked_fill(attention_mask == 0, -1)
             state.position_offset.copy_((attention_mask == 0).sum(dim=1, keepdim=True))  # left padding
-            out = model(  # the prefill: every prompt position in one pass, eager (its shape varies)
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=(torch.cumsum(attention_mask, dim=1) - 1).clamp(min=0),
-                **{self._cache_arg: state.cache},
-                cache_position=torch.arange(width, device=input_ids.device),
-                use_cache=True,
-                return_dict=True,
-            )
-            state.prefill_logits = out.logits[:, -1, :]
-        # The first step runs eagerly (for seq2seq it fills the cross-attention cache, a one-off branch; for causal it
-        # takes the prefill's logits); the others are the same graph each time.
-        self._step_eager(state)
-        state.prefill_logits = None
+        graphs = compiled and self._compiled is not None and input_ids.is_cuda and self.cuda_graphs
+        # The first token (encoder or prefill, then the first step, which for seq2seq also fills the cross-attention
+        # cache), then the steps. On CUDA each is compiled, then captured as a CUDA graph and replayed.
+        if graphs and self._compiled_first is not None and state.hidden_ready:
+            # (The state's first call ran eagerly: the KV cache allocates its tensors then, outside any graph.)
+            self._run(state, (plan, "first"), self._compiled_first, warm=1)
+        else:
+            self._first(state)
+        state.hidden_ready = True
+        if seq2seq:  # a replayed graph does not run the Python that marks the cross-attention cache as filled
+            for layer in state.cache.is_updated:
+                state.cache.is_updated[layer] = True
         done = 1
         while done < n_new:
             for _ in range(min(self.check_every, n_new - done)):
-                step(state)
+                if graphs:
+                    self._run(state, (plan, "step"), step, warm=2)
+                else:
+                    step(state)
                 done += 1
             if plan.eos and not bool(state.unfinished.any()):
                 break
         return self._cut(state.history[:, base : base + done].clone(), plan)
+
+    def _run(self, state: _State, key: tuple, fn: Any, warm: int) -> None:
+        """Run ``fn(state)``: as a replay of its CUDA graph once ``fn`` has run ``warm`` times, captured then."""
+        graph = state.graphs.get(key)
+        if graph is not None:
+            graph.replay()
+            return
+        runs = state.runs.get(key, 0)
+        if runs < warm or key in state.graphs:  # warming up, or capture failed: run the compiled code
+            state.runs[key] = runs + 1
+            fn(state)
+            return
+        graph = state.graphs[key] = self._capture(state, fn)
+        if graph is None:
+            fn(state)
+        else:
+            graph.replay()
+
+    def _first(self, state: _State) -> None:
+        """Encoder (seq2seq) or prefill (causal), then the first decoder step."""
+        width = state.input_ids.shape[1]
+        mask = state.mask[:, :width]
+        if state.seq2seq:
+            hidden = self.model.get_encoder()(input_ids=state.input_ids, attention_mask=mask, return_dict=True)[0]
+            state.hidden.copy_(hidden)
+        else:
+            out = self.model(  # every prompt position in one pass
+                input_ids=state.input_ids,
+                attention_mask=mask,
+                position_ids=(torch.cumsum(mask, dim=1) - 1).clamp(min=0),
+                **{self._cache_arg: state.cache},
+                cache_position=state.prefill_positions,
+                use_cache=True,
+                return_dict=True,
+            )
+            state.prefill_logits = out.logits[:, -1, :]
+        self._step_eager(state)
+        state.prefill_logits = None
+
+    def _capture(self, state: _State, fn: Any) -> Any:
+        """A CUDA graph of ``fn(state)`` (captured, not run), or None when capture fails."""
+        try:
+            torch.cuda.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                fn(state)
+            return graph
+        except Exception as e:  # the compiled step still runs, one call a step
+            torch.cuda.synchronize()
+            logger.warning("could not capture the decode step as a CUDA graph (%s); it runs without one", e)
+            self.cuda_graphs = False
+            return None
+
+    def _dtype(self) -> torch.dtype:
+        for p in self.model.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.float32  # pragma: no cover
 
     @staticmethod
     def _cut(new: torch.Tensor, plan: GreedyPlan) -> torch.Tensor:
@@ -505,8 +595,7 @@ class GreedyDecoder:
         seen = state.history
         valid = (torch.arange(seen.shape[1], device=cur.device) < cur)[None, :] & (seen >= 0)
         n_gen = cur - state.base  # tokens generated so far, (1,)
-        cur_len = n_gen + state.ref_len  # the length generate's processors see
-        neg_inf = torch.tensor(-math.inf, device=scores.device)
+        cur_len = cur + state.len_offset  # the length generate's processors see
         if plan.repetition_penalty != 1.0:
             ids = torch.where(valid, seen.clamp(max=vocab), vocab)
             present = torch.zeros(rows, vocab + 1, dtype=torch.bool, device=scores.device).scatter_(1, ids, True)
@@ -523,21 +612,14 @@ class GreedyDecoder:
             banned_ids = torch.where(matches, windows[..., -1].clamp(min=0, max=vocab), vocab)
             banned = torch.zeros(rows, vocab + 1, dtype=torch.bool, device=scores.device).scatter_(1, banned_ids, True)
             scores = scores.masked_fill(banned[:, :vocab], -math.inf)
-        is_eos_id = torch.zeros(vocab, dtype=torch.bool, device=scores.device)
-        if plan.eos:
-            is_eos_id[[e for e in plan.eos if e < vocab]] = True
         if plan.min_length > 0:
-            scores = torch.where(is_eos_id[None, :] & (cur_len < plan.min_length)[:, None], neg_inf, scores)
+            scores = torch.where(state.eos_mask[None, :] & (cur_len < plan.min_length)[:, None], -math.inf, scores)
         if plan.min_new_tokens > 0:
-            scores = torch.where(is_eos_id[None, :] & (n_gen < plan.min_new_tokens)[:, None], neg_inf, scores)
+            scores = torch.where(state.eos_mask[None, :] & (n_gen < plan.min_new_tokens)[:, None], -math.inf, scores)
         if plan.forced_bos is not None:
-            forced = torch.full_like(scores, -math.inf)
-            forced[:, plan.forced_bos] = 0
-            scores = torch.where(cur_len == 1, forced, scores)
+            scores = torch.where(cur_len == 1, state.bos_row[None, :], scores)
         if plan.forced_eos is not None:
-            forced = torch.full_like(scores, -math.inf)
-            forced[:, list(plan.forced_eos)] = 0
-            scores = torch.where(n_gen == plan.max_new_tokens - 1, forced, scores)
+            scores = torch.where(n_gen == plan.max_new_tokens - 1, state.eos_row[None, :], scores)
         nxt = scores.argmax(dim=-1)
         nxt = torch.where(state.unfinished, nxt, plan.pad)
         state.history.index_copy_(1, cur, nxt[:, None])

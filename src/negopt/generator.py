@@ -282,7 +282,8 @@ class NegOptGenerator:
         elif precision != "int8" and self.dtype != getattr(torch, precision):
             self.model.to(getattr(torch, precision))
         self._fast = {"precision": precision, "compile": compile}
-        self._decoder = GreedyDecoder(base if precision != "int8" else self.model, compile=compile)
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        self._decoder = GreedyDecoder(base, compile=compile)
         self.clear_cache()
         if warmup:
             size, self._cache.maxsize = self._cache.maxsize, 0  # every warm-up call must run the model
@@ -298,6 +299,9 @@ class NegOptGenerator:
         """The decode loop's plan for this call (a ``GreedyPlan``), or None when it goes to ``model.generate``: no
         :meth:`optimize`, several candidates, or a generation setting the loop does not implement."""
         if self._fast is None or self._decoder is None or num_candidates != 1 or self.model.training:
+            return None
+        if self.device.type != "cpu" and not self._fast["compile"]:
+            # Uncompiled on a GPU the loop measured slower than generate (see docs/benchmarks.md): keep generate.
             return None
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         if self._decoder.model is not base:  # the model was replaced since optimize()
@@ -644,9 +648,10 @@ class NegOptGenerator:
                 rows = [ids[j] for j in batch]
                 longest = max(len(r) for r in rows)
                 if plan is not None and (len(rows) == 1 or not self._fast["compile"]):
-                    # The decode loop; inputs padded to a bucket so that one compiled graph (and one set of cache
-                    # buffers) serves prompts of similar length.
-                    input_ids, attention_mask = self._pad(rows, device, bucket(longest))
+                    # The decode loop. Compiled, inputs are padded to a bucket so that one compiled graph (and one
+                    # set of cache buffers) serves prompts of similar length; eager, padding would only cost time.
+                    width = bucket(longest) if self._fast["compile"] else None
+                    input_ids, attention_mask = self._pad(rows, device, width)
                     compiled = not kwargs.get("disable_compile", False)
                     out = self._decoder(input_ids, attention_mask, plan, self.is_seq2seq, longest, compiled=compiled)
                 else:
