@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from negopt import hub
+from negopt.config import CONFIG_NAME, NegOptConfig
 from negopt.fastpath import (
     GreedyDecoder,
     LRUCache,
@@ -28,7 +29,6 @@ from negopt.fastpath import (
     model_state,
     resolve_precision,
 )
-from negopt.config import CONFIG_NAME, NegOptConfig
 from negopt.hub import ADAPTER_CONFIG_NAME
 from negopt.model_card import GeneratorCardInfo, generator_model_card, write_model_card
 from negopt.text import clean_negative, strip_echo
@@ -227,11 +227,17 @@ class NegOptGenerator:
           ``"int8"`` (CPU only) replaces ``self.model`` with a copy whose linear layers are dynamically quantized to
           int8 (``torch.ao.quantization.quantize_dynamic``); the model you passed in is left as it was. Reduced
           precision changes outputs: the same prompt can get a somewhat different negative than in float32.
-        - ``compile``: one-prompt calls decode with a static KV cache and a ``torch.compile``-d forward pass (CUDA
-          graphs on a GPU), the input padded to a multiple of 32 tokens so that one compiled graph serves many
-          prompts. Default: True on a GPU, False on a CPU (where compiling costs minutes and gains little; see the
-          benchmarks page). Calls with several prompts run as before. In float32 the greedy output is the same
-          as without it.
+        - Greedy calls whose generation settings the decode loop implements exactly (``max_new_tokens``,
+          ``repetition_penalty``, ``no_repeat_ngram_size``, ``min_length``, ``min_new_tokens``, forced BOS/EOS, the
+          special tokens: negopt's defaults included) then run negopt's decode loop instead of ``model.generate``:
+          encoder or prefill once, one decoder step a token over a static KV cache, the next token chosen on the
+          device. In float32 its output is ``generate``'s, token for token. Any other setting (beams, sampling,
+          ``bad_words_ids``, a logits processor, ...) goes to ``generate``. On a CPU the loop runs for calls of up
+          to ``batch_size`` prompts; on a GPU for one-prompt calls, and only when compiled.
+        - ``compile``: the loop's first token and its step are compiled with ``torch.compile`` (and on a GPU each is
+          captured as a CUDA graph, one replay a token), the input padded to a multiple of 32 tokens so that one
+          graph serves many prompts. Default: True on a GPU, False on a CPU (where compiling costs minutes and gains
+          little; see the benchmarks page). ``compile=False`` on a GPU only casts.
         - ``warmup``: generate once for a short prompt now, so that the first real call does not pay for compiling
           (which takes tens of seconds, and again for each new bucket of input lengths or ``max_new_tokens``).
 
@@ -240,7 +246,7 @@ class NegOptGenerator:
         Args:
             precision: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"`` (GPU) or ``"int8"`` (CPU); also
                 ``"fp32"``, ``"bf16"``, ``"fp16"`` or a ``torch.dtype``.
-            compile: Static cache and ``torch.compile`` for one-prompt calls (None: on a GPU only).
+            compile: Compile the decode loop (and capture CUDA graphs on a GPU); None: on a GPU only.
             warmup: Run one generation now.
 
         Returns:
@@ -301,7 +307,7 @@ class NegOptGenerator:
         if self._fast is None or self._decoder is None or num_candidates != 1 or self.model.training:
             return None
         if self.device.type != "cpu" and not self._fast["compile"]:
-            # Uncompiled on a GPU the loop measured slower than generate (see docs/benchmarks.md): keep generate.
+            # Uncompiled on a GPU the loop gained nothing over generate (see docs/benchmarks.md): keep generate.
             return None
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         if self._decoder.model is not base:  # the model was replaced since optimize()
