@@ -5,9 +5,10 @@ from the repository root with ``PYTHONPATH=src:tests:benchmarks``; ``benchmarks/
 
 1. The generator: a T5 of t5-small's shape (the model of ``bench_generator.py``, with its offline BPE tokenizer)
    writes exactly 32 new tokens for one prompt, greedy. Rows: eager float32 (``NegOptGenerator`` as loaded), eager
-   bfloat16/float16 (what a user who knows to halve precision gets), and the fast path ``optimize()`` (half
-   precision, static KV cache, ``torch.compile`` with CUDA graphs), whose warm-up time is printed; then a cached
-   repeat. Medians over the prompts, all run in this process.
+   bfloat16/float16 (``optimize(compile=False)``: ``generate`` in half precision, what a user who knows to halve
+   precision gets), and the fast path ``optimize()`` (half precision, negopt's greedy decode loop over a static KV
+   cache, compiled and replayed as CUDA graphs), whose warm-up time is printed; then a cached repeat. Medians over
+   the prompts, all run in this process.
 2. An SD-1.5-shaped ``StableDiffusionPipeline`` (random weights, float16, 512x512, 50 steps), bare and wrapped by
    ``NegOptPipeline`` with the fast generator, each prompt new to the generator's cache, interleaved; the
    generator's share of the image time.
@@ -128,13 +129,13 @@ def bench_generator(args, device: torch.device) -> dict:
         t0 = time.perf_counter()
         gen.optimize(compile=True)  # half precision on a GPU; float32 on the CPU (--tiny)
         warm = time.perf_counter() - t0
-        say(f"  fast path warm-up (optimize(): cast, static cache, torch.compile): {warm:.1f} s")
+        say(f"  fast path warm-up (optimize(): cast, compile and capture the decode loop): {warm:.1f} s")
         time_calls(gen, prompts[:2], device)  # a second warm pass: CUDA graphs record on the first runs of a shape
         t, out = time_calls(gen, prompts, device)
         results["fast"] = median_ms(t)
         same = sum(a == b for a, b in zip(out, ref))
         say(
-            f"  fast path ({gen._fast['precision']}, static cache, compiled):  median {results['fast']:8.1f} ms  "
+            f"  fast path ({gen._fast['precision']}, decode loop, compiled):  median {results['fast']:8.1f} ms  "
             f"(min {min(t) * 1000:.1f}; same text as float32: {same}/{len(prompts)})"
         )
         say(

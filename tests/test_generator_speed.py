@@ -341,3 +341,124 @@ def test_warmup_runs_the_model_even_when_cached(t5):
     finally:
         counter.handle.remove()
     assert counter.n > 0 and gen.cache_size == 128 and gen.cache_info()["size"] == 0
+
+
+# ------------------------------------------------------------------------------------------------ the decode loop
+def tiny_bart():
+    """A tiny BART whose generation config forces EOS last (as BART checkpoints do)."""
+    from transformers import BartConfig, BartForConditionalGeneration, ByT5Tokenizer
+
+    tok = ByT5Tokenizer()
+    torch.manual_seed(0)
+    config = BartConfig(
+        vocab_size=len(tok),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=37,
+        decoder_ffn_dim=37,
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.pad_token_id,
+        decoder_start_token_id=tok.eos_token_id,
+        forced_eos_token_id=tok.eos_token_id,
+    )
+    return BartForConditionalGeneration(config).eval(), tok
+
+
+def stops_early(model, tok, scale):
+    """A copy of ``model`` whose EOS row of the output layer is scaled, so that generation stops at EOS sooner or
+    later."""
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        model.get_output_embeddings().weight[tok.eos_token_id] *= scale
+    return model
+
+
+LOOP_SETTINGS = [
+    {"max_new_tokens": 20, "no_repeat_ngram_size": 0, "repetition_penalty": 1.0},
+    {"max_new_tokens": 20},  # negopt's defaults: no_repeat_ngram_size=3, repetition_penalty=1.2
+    {"max_new_tokens": 12, "min_new_tokens": 6, "repetition_penalty": 1.5, "no_repeat_ngram_size": 2},
+    {"max_new_tokens": 10, "min_length": 4, "repetition_penalty": 0.8},
+    {"max_new_tokens": 8, "min_new_tokens": 8},  # with BART's forced EOS: both act on the last step
+]
+
+
+@pytest.mark.parametrize("which", ["t5", "bart", "gpt2"])
+def test_decode_loop_equals_generate_token_for_token(which, t5, gpt2):
+    from negopt.fastpath import GreedyDecoder, bucket, greedy_plan
+
+    model, tok = {"t5": t5, "gpt2": gpt2, "bart": None}[which] or tiny_bart()
+    seq2seq = model.config.is_encoder_decoder
+    pad = tok.pad_token_id
+    lengths = set()
+    for scale in (1.0, -8.0, 8.0):  # the scaled models stop at EOS before max_new_tokens on some prompts
+        m = stops_early(model, tok, scale)
+        decoder = GreedyDecoder(m)
+        for settings in LOOP_SETTINGS:
+            kwargs = {**settings, "pad_token_id": pad}
+            plan = greedy_plan(m, kwargs, seq2seq)
+            assert plan is not None and plan.max_new_tokens == settings["max_new_tokens"]
+            for p in PROMPTS[:4]:
+                enc = tok(p if seq2seq else f"Prompt: {p}\nNegative prompt:", return_tensors="pt")
+                n = enc["input_ids"].shape[1]
+                with torch.inference_mode():
+                    ref = m.generate(**enc, **kwargs)
+                ref = ref[:, 1:] if seq2seq else ref[:, n:]
+                # Unpadded, and padded past a 32-token bucket (right for seq2seq, left for causal).
+                assert torch.equal(decoder(enc["input_ids"], enc["attention_mask"], plan, seq2seq, n), ref)
+                width = bucket(n) + 32
+                ids = torch.full((1, width), pad)
+                mask = torch.zeros((1, width), dtype=torch.long)
+                span = slice(0, n) if seq2seq else slice(width - n, width)
+                ids[0, span], mask[0, span] = enc["input_ids"][0], 1
+                assert torch.equal(decoder(ids, mask, plan, seq2seq, n), ref), (p, settings, scale)
+                lengths.add("max" if ref.shape[1] == plan.max_new_tokens else "eos")
+    assert lengths == {"eos", "max"}  # both endings were checked
+
+
+def test_optimized_generator_equals_plain_generator_and_uses_the_loop(t5, gpt2):
+    for model, tok in (t5, gpt2):
+        for scale in (1.0, -8.0, 8.0):
+            m = stops_early(model, tok, scale)
+            ref = fresh(m, tok)
+            gen = NegOptGenerator(m, tok, cache_size=0).optimize("float32", compile=False, warmup=False)
+            calls = []  # decoder steps taken, counted by wrapping the (real) step
+            step = gen._decoder._step_eager
+            gen._decoder._step_eager = lambda state, step=step, calls=calls: calls.append(1) or step(state)
+            for p in PROMPTS:
+                assert gen(p, **SHORT) == ref(p, **SHORT)
+            for p in PROMPTS[:3]:
+                assert gen(p) == ref(p)  # the defaults: 64 tokens, repetition control
+            assert calls  # the loop ran
+            assert gen(PROMPTS, **SHORT) == ref(PROMPTS, **SHORT)  # a small batch, through the loop too
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"num_beams": 2},
+        {"do_sample": True},
+        {"bad_words_ids": [[5]]},
+        {"suppress_tokens": [5]},
+        {"no_repeat_ngram_size": 3, "encoder_no_repeat_ngram_size": 2},
+        {"max_new_tokens": None, "max_length": 20},
+        {"exponential_decay_length_penalty": (2, 1.5)},
+        {"num_return_sequences": 2, "num_beams": 2},
+    ],
+)
+def test_settings_the_loop_does_not_implement_go_to_generate(t5, settings):
+    from negopt.fastpath import greedy_plan
+
+    model, tok = t5
+    assert greedy_plan(model, {"max_new_tokens": 8, "pad_token_id": 0}, True) is not None
+    assert greedy_plan(model, {"max_new_tokens": 8, "pad_token_id": 0, **settings}, True) is None
+    # Not a generation setting at all (a logits processor list): generate too.
+    assert greedy_plan(model, {"max_new_tokens": 8, "logits_processor": []}, True) is None
+    # Through the generator: the same text as without optimize().
+    gen = NegOptGenerator(model, tok, cache_size=0).optimize("float32", warmup=False)
+    kwargs = {k: v for k, v in {**SHORT, **settings}.items() if k not in ("num_return_sequences", "do_sample")}
+    assert gen(PROMPTS[0], **kwargs) == fresh(model, tok)(PROMPTS[0], **kwargs)

@@ -18,8 +18,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from negopt import hub
-from negopt._speed import LRUCache, bucket, check_cache_size, freeze, model_state, resolve_precision
 from negopt.config import CONFIG_NAME, NegOptConfig
+from negopt.fastpath import (
+    GreedyDecoder,
+    LRUCache,
+    bucket,
+    check_cache_size,
+    freeze,
+    greedy_plan,
+    model_state,
+    resolve_precision,
+)
 from negopt.hub import ADAPTER_CONFIG_NAME
 from negopt.model_card import GeneratorCardInfo, generator_model_card, write_model_card
 from negopt.text import clean_negative, strip_echo
@@ -104,6 +113,7 @@ class NegOptGenerator:
         self._progress_bar_config: dict[str, Any] = {}
         self._cache = LRUCache(check_cache_size(cache_size))
         self._fast: dict[str, Any] | None = None  # set by optimize()
+        self._decoder: GreedyDecoder | None = None  # optimize()'s decode loop
 
     # ------------------------------------------------------------------------------------------------ properties
     @property
@@ -217,11 +227,17 @@ class NegOptGenerator:
           ``"int8"`` (CPU only) replaces ``self.model`` with a copy whose linear layers are dynamically quantized to
           int8 (``torch.ao.quantization.quantize_dynamic``); the model you passed in is left as it was. Reduced
           precision changes outputs: the same prompt can get a somewhat different negative than in float32.
-        - ``compile``: one-prompt calls decode with a static KV cache and a ``torch.compile``-d forward pass (CUDA
-          graphs on a GPU), the input padded to a multiple of 32 tokens so that one compiled graph serves many
-          prompts. Default: True on a GPU, False on a CPU (where compiling costs minutes and gains little; see the
-          benchmarks page). Calls with several prompts run as before. In float32 the greedy output is the same
-          as without it.
+        - Greedy calls whose generation settings the decode loop implements exactly (``max_new_tokens``,
+          ``repetition_penalty``, ``no_repeat_ngram_size``, ``min_length``, ``min_new_tokens``, forced BOS/EOS, the
+          special tokens: negopt's defaults included) then run negopt's decode loop instead of ``model.generate``:
+          encoder or prefill once, one decoder step a token over a static KV cache, the next token chosen on the
+          device. In float32 its output is ``generate``'s, token for token. Any other setting (beams, sampling,
+          ``bad_words_ids``, a logits processor, ...) goes to ``generate``. On a CPU the loop runs for calls of up
+          to ``batch_size`` prompts; on a GPU for one-prompt calls, and only when compiled.
+        - ``compile``: the loop's first token and its step are compiled with ``torch.compile`` (and on a GPU each is
+          captured as a CUDA graph, one replay a token), the input padded to a multiple of 32 tokens so that one
+          graph serves many prompts. Default: True on a GPU, False on a CPU (where compiling costs minutes and gains
+          little; see the benchmarks page). ``compile=False`` on a GPU only casts.
         - ``warmup``: generate once for a short prompt now, so that the first real call does not pay for compiling
           (which takes tens of seconds, and again for each new bucket of input lengths or ``max_new_tokens``).
 
@@ -230,7 +246,7 @@ class NegOptGenerator:
         Args:
             precision: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"`` (GPU) or ``"int8"`` (CPU); also
                 ``"fp32"``, ``"bf16"``, ``"fp16"`` or a ``torch.dtype``.
-            compile: Static cache and ``torch.compile`` for one-prompt calls (None: on a GPU only).
+            compile: Compile the decode loop (and capture CUDA graphs on a GPU); None: on a GPU only.
             warmup: Run one generation now.
 
         Returns:
@@ -272,6 +288,8 @@ class NegOptGenerator:
         elif precision != "int8" and self.dtype != getattr(torch, precision):
             self.model.to(getattr(torch, precision))
         self._fast = {"precision": precision, "compile": compile}
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        self._decoder = GreedyDecoder(base, compile=compile)
         self.clear_cache()
         if warmup:
             size, self._cache.maxsize = self._cache.maxsize, 0  # every warm-up call must run the model
@@ -282,6 +300,22 @@ class NegOptGenerator:
             finally:
                 self._cache.maxsize = size
         return self
+
+    def _fast_plan(self, num_candidates: int, kwargs: dict[str, Any]) -> Any:
+        """The decode loop's plan for this call (a ``GreedyPlan``), or None when it goes to ``model.generate``: no
+        :meth:`optimize`, several candidates, or a generation setting the loop does not implement."""
+        if self._fast is None or self._decoder is None or num_candidates != 1 or self.model.training:
+            return None
+        if self.device.type != "cpu" and not self._fast["compile"]:
+            # Uncompiled on a GPU the loop gained nothing over generate (see docs/benchmarks.md): keep generate.
+            return None
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        if self._decoder.model is not base:  # the model was replaced since optimize()
+            return None
+        plan = greedy_plan(self.model, kwargs, self.is_seq2seq)
+        if plan is None:
+            logger.info("these generation settings need model.generate; the fast decode loop is not used")
+        return plan
 
     def _fast_kwargs(self, rows: int, num_candidates: int, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Static cache and a compiled forward for a one-prompt call, when :meth:`optimize` asked for them."""
@@ -615,15 +649,26 @@ class NegOptGenerator:
                         torch.cuda.manual_seed(seed)
                 elif device.type != "cpu":
                     torch.manual_seed(seed)
+            plan = self._fast_plan(num_candidates, kwargs)
             for batch in tqdm(batches, **bar):
                 rows = [ids[j] for j in batch]
-                batch_kwargs = self._fast_kwargs(len(rows), num_candidates, kwargs)
-                # A compiled graph serves one input shape: pad to a bucket so that prompts of similar length share it.
-                width = bucket(max(len(r) for r in rows)) if batch_kwargs is not kwargs else None
-                input_ids, attention_mask = self._pad(rows, device, width)
-                out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **batch_kwargs)
-                if not self.is_seq2seq:  # the output starts with the (left-padded) input
-                    out = out[:, input_ids.shape[1] :]
+                longest = max(len(r) for r in rows)
+                if plan is not None and (len(rows) == 1 or not self._fast["compile"]):
+                    # The decode loop. Compiled, inputs are padded to a bucket so that one compiled graph (and one
+                    # set of cache buffers) serves prompts of similar length; eager, padding would only cost time.
+                    width = bucket(longest) if self._fast["compile"] else None
+                    input_ids, attention_mask = self._pad(rows, device, width)
+                    compiled = not kwargs.get("disable_compile", False)
+                    out = self._decoder(input_ids, attention_mask, plan, self.is_seq2seq, longest, compiled=compiled)
+                else:
+                    batch_kwargs = self._fast_kwargs(len(rows), num_candidates, kwargs)
+                    # A compiled graph serves one input shape: pad to a bucket so that prompts of similar length share
+                    # it.
+                    width = bucket(longest) if batch_kwargs is not kwargs else None
+                    input_ids, attention_mask = self._pad(rows, device, width)
+                    out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **batch_kwargs)
+                    if not self.is_seq2seq:  # the output starts with the (left-padded) input
+                        out = out[:, input_ids.shape[1] :]
                 texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
                 for r, j in enumerate(batch):
                     i = active[j]
