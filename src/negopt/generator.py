@@ -7,30 +7,20 @@ and pushes folders that load back with :meth:`NegOptGenerator.from_pretrained`.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from negopt import hub
+from negopt import fastpath, generator_saving, hub
 from negopt.config import CONFIG_NAME, NegOptConfig
-from negopt.fastpath import (
-    GreedyDecoder,
-    LRUCache,
-    bucket,
-    check_cache_size,
-    freeze,
-    greedy_plan,
-    model_state,
-    resolve_precision,
-)
+from negopt.fastpath import bucket
+from negopt.generation_cache import LRUCache, check_cache_size, freeze, model_state
+from negopt.greedy_decode import GreedyDecoder
 from negopt.hub import ADAPTER_CONFIG_NAME
-from negopt.model_card import GeneratorCardInfo, generator_model_card, write_model_card
 from negopt.text import clean_negative, strip_echo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -261,81 +251,18 @@ class NegOptGenerator:
             >>> gen = NegOptGenerator.from_pretrained("path/to/generator", device="cuda").optimize()  # doctest: +SKIP
             >>> gen("a red fox in the snow")  # bfloat16, static cache, CUDA graphs  # doctest: +SKIP
         """
-        if compile is not None and not isinstance(compile, bool):
-            raise TypeError(
-                f"compile must be True, False or None (on a GPU only), got {type(compile).__name__}: {compile!r}."
-            )
-        if not isinstance(warmup, bool):
-            raise TypeError(f"warmup must be a bool, got {type(warmup).__name__}: {warmup!r}.")
-        device = self.device
-        precision = resolve_precision(precision, device)
-        if compile is None:
-            compile = device.type == "cuda"
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        if compile and not getattr(base, "_can_compile_fullgraph", False):
-            raise ValueError(
-                f"compile=True needs a model whose forward pass transformers can compile with a static cache, and "
-                f"{type(base).__name__} is not one; call optimize(compile=False)."
-            )
-        was_int8 = self._fast is not None and self._fast["precision"] == "int8"
-        if was_int8 and precision != "int8":
-            raise ValueError(
-                f"the model was already quantized to int8 and cannot go back to {precision!r}: load the generator "
-                "again, then call optimize()."
-            )
-        if precision == "int8" and not was_int8:
-            self.model = _quantize_int8(self.model)
-        elif precision != "int8" and self.dtype != getattr(torch, precision):
-            self.model.to(getattr(torch, precision))
-        self._fast = {"precision": precision, "compile": compile}
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        self._decoder = GreedyDecoder(base, compile=compile)
+        self.model, self._fast, self._decoder = fastpath.prepare(
+            self.model, self._fast, precision, compile, warmup, self.device, self.dtype
+        )
         self.clear_cache()
         if warmup:
             size, self._cache.maxsize = self._cache.maxsize, 0  # every warm-up call must run the model
             try:
-                # CUDA graphs are recorded on the second run of a shape and replayed from the third.
-                for _ in range(3 if compile and device.type == "cuda" else 1):
+                for _ in range(fastpath.warmup_runs(self._fast, self.device)):
                     self("a photo of a cat")
             finally:
                 self._cache.maxsize = size
         return self
-
-    def _fast_plan(self, num_candidates: int, kwargs: dict[str, Any]) -> Any:
-        """The decode loop's plan for this call (a ``GreedyPlan``), or None when it goes to ``model.generate``: no
-        :meth:`optimize`, several candidates, or a generation setting the loop does not implement."""
-        if self._fast is None or self._decoder is None or num_candidates != 1 or self.model.training:
-            return None
-        if self.device.type != "cpu" and not self._fast["compile"]:
-            # Uncompiled on a GPU the loop gained nothing over generate (see docs/benchmarks.md): keep generate.
-            return None
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        if self._decoder.model is not base:  # the model was replaced since optimize()
-            return None
-        plan = greedy_plan(self.model, kwargs, self.is_seq2seq)
-        if plan is None:
-            logger.info("these generation settings need model.generate; the fast decode loop is not used")
-        return plan
-
-    def _fast_kwargs(self, rows: int, num_candidates: int, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Static cache and a compiled forward for a one-prompt call, when :meth:`optimize` asked for them."""
-        if (
-            self._fast is None
-            or not self._fast["compile"]
-            or rows != 1
-            or num_candidates != 1
-            or kwargs.get("num_beams", 1) != 1
-            or "cache_implementation" in kwargs
-        ):
-            return kwargs
-        from transformers import CompileConfig
-
-        if self.device.type == "cuda":
-            compile_config = CompileConfig(mode="reduce-overhead")
-        else:
-            compile_config = CompileConfig(mode="default")
-            compile_config._compile_all_devices = True  # transformers compiles on accelerators only, unless told
-        return {**kwargs, "cache_implementation": "static", "compile_config": compile_config}
 
     def set_progress_bar_config(self, **kwargs: Any) -> None:
         """Options for the tqdm bar shown over batches (e.g. ``disable=True``), as in diffusers."""
@@ -649,7 +576,7 @@ class NegOptGenerator:
                         torch.cuda.manual_seed(seed)
                 elif device.type != "cpu":
                     torch.manual_seed(seed)
-            plan = self._fast_plan(num_candidates, kwargs)
+            plan = fastpath.fast_plan(self._fast, self._decoder, self.model, num_candidates, kwargs, self.is_seq2seq)
             for batch in tqdm(batches, **bar):
                 rows = [ids[j] for j in batch]
                 longest = max(len(r) for r in rows)
@@ -661,7 +588,7 @@ class NegOptGenerator:
                     compiled = not kwargs.get("disable_compile", False)
                     out = self._decoder(input_ids, attention_mask, plan, self.is_seq2seq, longest, compiled=compiled)
                 else:
-                    batch_kwargs = self._fast_kwargs(len(rows), num_candidates, kwargs)
+                    batch_kwargs = fastpath.fast_kwargs(self._fast, device, len(rows), num_candidates, kwargs)
                     # A compiled graph serves one input shape: pad to a bucket so that prompts of similar length share
                     # it.
                     width = bucket(longest) if batch_kwargs is not kwargs else None
@@ -714,19 +641,7 @@ class NegOptGenerator:
         Returns:
             The folder's path.
         """
-        from negopt import __version__
-
-        save_directory = os.fspath(save_directory)
-        os.makedirs(save_directory, exist_ok=True)
-        self.model.save_pretrained(save_directory)
-        self.tokenizer.save_pretrained(save_directory)
-        base = self.config.base_model_name_or_path
-        if hasattr(self.model, "peft_config"):
-            base = self.model.peft_config[getattr(self.model, "active_adapter", "default")].base_model_name_or_path
-        config = dataclasses.replace(self.config, negopt_version=__version__, base_model_name_or_path=base)
-        config.save_pretrained(save_directory)
-        write_model_card(save_directory, self.model_card(config))
-        return save_directory
+        return generator_saving.save_pretrained(self, save_directory)
 
     def model_card(self, config: NegOptConfig | None = None, repo_id: str | None = None):
         """The model card (a ``huggingface_hub.ModelCard``) that :meth:`save_pretrained` writes as ``README.md``.
@@ -735,36 +650,14 @@ class NegOptGenerator:
             config: The config to describe (default: the generator's).
             repo_id: The hub repository, named in the card's title and examples when pushing.
         """
-        config = config if config is not None else self.config
-        is_adapter = hasattr(self.model, "peft_config")
-        info = GeneratorCardInfo(
-            model_class=type(self.model.get_base_model() if is_adapter else self.model).__name__,
-            model_type=config.model_type,
-            prompt_template=config.prompt_template,
-            negopt_version=config.negopt_version,
-            base_model=config.base_model_name_or_path,
-            is_adapter=is_adapter,
-        )
-        return generator_model_card(info, repo_id=repo_id)
+        return generator_saving.model_card(self, config, repo_id)
 
     def prepare_upload_folder(self, folder: str | os.PathLike, repo_id: str) -> str:
         """Write what :meth:`push_to_hub` would upload into ``folder``; returns the folder.
 
         Warns when the generator is a LoRA adapter whose base model is a local path: others could not load it.
         """
-        folder = self.save_pretrained(folder)
-        config = NegOptConfig.from_json_file(os.path.join(folder, CONFIG_NAME))
-        base = config.base_model_name_or_path
-        if hasattr(self.model, "peft_config") and hub.hub_model_id(base) is None:
-            warnings.warn(
-                f"the adapter's base model {base!r} is a local path, so others cannot load {repo_id!r} from the hub; "
-                "train the adapter on a hub model, or push a merged model (model.merge_and_unload()).",
-                UserWarning,
-                stacklevel=3,
-            )
-        # The card again, with the repository's name in it.
-        write_model_card(folder, self.model_card(config, repo_id=repo_id), overwrite=True)
-        return folder
+        return generator_saving.prepare_upload_folder(self, folder, repo_id)
 
     def push_to_hub(
         self,
@@ -787,28 +680,6 @@ class NegOptGenerator:
         Returns:
             The URL of the commit.
         """
-        if not isinstance(repo_id, str) or not hub.is_hub_id(repo_id):
-            raise ValueError(f"repo_id must be a hub id such as 'user/negopt-generator', got {repo_id!r}.")
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            self.prepare_upload_folder(tmp, repo_id)
-            info = api.upload_folder(
-                repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=revision
-            )
-        return str(getattr(info, "commit_url", info))
-
-
-def _quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` whose ``nn.Linear`` layers compute in int8 (weights quantized once, activations per
-    call)."""
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():
-        # torch points users of this eager-mode API at torchao; the API still works and needs no extra package.
-        warnings.filterwarnings("ignore", message=r"(?s).*torch\.ao\.quantization", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=r"(?s).*torchao", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=r"(?s).*quantiz", category=UserWarning)
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8).eval()
+        return generator_saving.push_to_hub(
+            self, repo_id, private=private, token=token, commit_message=commit_message, revision=revision
+        )
