@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["LRUCache", "freeze", "model_state", "check_cache_size"]
+__all__ = ["LRUCache", "freeze", "model_state", "check_cache_size", "cache_scope", "lookup", "store"]
 
 _LEAF_TYPES = (str, int, float, bool, type(None), torch.dtype)
 
@@ -146,3 +146,76 @@ def check_cache_size(cache_size: Any) -> int:
     if cache_size < 0:
         raise ValueError(f"cache_size must be 0 (no cache) or more, got {cache_size}.")
     return cache_size
+
+
+def cache_scope(
+    cache: LRUCache,
+    model: torch.nn.Module,
+    kwargs: dict[str, Any],
+    num_candidates: int,
+    seed: int | None,
+    settings: tuple,
+) -> tuple | None:
+    """The part of a cache key shared by every prompt of a call, or None when the call must not be cached.
+
+    ``settings`` is what else the output depends on besides the model (the tokenizer, the prompt template, the input
+    limit, the fast path's settings); when it or the model's state changed since the last call, the cache empties.
+    """
+    if cache.maxsize <= 0 or model.training:
+        return None
+    sampling = kwargs.get("do_sample", getattr(model.generation_config, "do_sample", False))
+    if sampling and seed is None:
+        return None
+    frozen = freeze(kwargs)
+    if frozen is None:
+        return None
+    state = (model_state(model, cache.params), *settings)
+    if state != cache.state:  # the model or its settings changed: nothing kept is valid any more
+        cache.clear()
+        cache.state = state
+    return (frozen, num_candidates, seed if sampling else None, bool(sampling))
+
+
+def lookup(
+    cache: LRUCache,
+    scope: tuple | None,
+    prompts: list[str],
+    active: list[int],
+    results: list[list[str]],
+    batch_size: int,
+) -> tuple[tuple | None, list[int]]:
+    """Fill ``results`` from the cache: returns the key of the whole call (seeded sampling only, else None) and the
+    indices of the prompts still to generate."""
+    if scope is None:
+        return None, active
+    if scope[-1]:  # seeded sampling: a prompt's samples depend on its batch, so the whole call is the key
+        call_key = (scope, batch_size, tuple(prompts))
+        hit = cache.get(call_key)
+        if hit is not None:
+            results[:] = [list(r) for r in hit]
+            return call_key, []
+        return call_key, active
+    missing = []  # greedy / beam search: each prompt's result stands alone
+    for i in active:
+        hit = cache.get((scope, prompts[i]))
+        if hit is None:
+            missing.append(i)
+        else:
+            results[i] = list(hit)
+    return None, missing
+
+
+def store(
+    cache: LRUCache,
+    scope: tuple | None,
+    call_key: tuple | None,
+    prompts: list[str],
+    active: list[int],
+    results: list[list[str]],
+) -> None:
+    """Keep the results of a call that :func:`lookup` could not answer."""
+    if call_key is not None:
+        cache.put(call_key, tuple(tuple(r) for r in results))
+    elif scope is not None:
+        for i in active:
+            cache.put((scope, prompts[i]), tuple(results[i]))

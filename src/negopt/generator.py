@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from negopt import fastpath, generator_saving, hub
-from negopt.config import CONFIG_NAME, NegOptConfig
+from negopt import fastpath, generation_cache, generator_saving, hub
+from negopt import generator_inputs as inputs
+from negopt.config import NegOptConfig
 from negopt.fastpath import bucket
-from negopt.generation_cache import LRUCache, check_cache_size, freeze, model_state
+from negopt.generation_cache import LRUCache, check_cache_size
 from negopt.greedy_decode import GreedyDecoder
 from negopt.hub import ADAPTER_CONFIG_NAME
 from negopt.text import clean_negative, strip_echo
@@ -181,26 +181,9 @@ class NegOptGenerator:
 
     def _cache_scope(self, kwargs: dict[str, Any], num_candidates: int, seed: int | None) -> tuple | None:
         """The part of a cache key shared by every prompt of a call, or None when the call must not be cached."""
-        cache = self._cache
-        if cache.maxsize <= 0 or self.model.training:
-            return None
-        sampling = kwargs.get("do_sample", getattr(self.model.generation_config, "do_sample", False))
-        if sampling and seed is None:
-            return None
-        frozen = freeze(kwargs)
-        if frozen is None:
-            return None
-        state = (
-            model_state(self.model, cache.params),
-            id(self.tokenizer),
-            self.config.prompt_template,
-            self.max_input_tokens,
-            None if self._fast is None else tuple(sorted(self._fast.items())),
-        )
-        if state != cache.state:  # the model or its settings changed: nothing kept is valid any more
-            cache.clear()
-            cache.state = state
-        return (frozen, num_candidates, seed if sampling else None, bool(sampling))
+        fast = None if self._fast is None else tuple(sorted(self._fast.items()))
+        settings = (id(self.tokenizer), self.config.prompt_template, self.max_input_tokens, fast)
+        return generation_cache.cache_scope(self._cache, self.model, kwargs, num_candidates, seed, settings)
 
     # ------------------------------------------------------------------------------------------ speed: fast path
     def optimize(
@@ -342,21 +325,7 @@ class NegOptGenerator:
             use_safetensors=use_safetensors,
             trust_remote_code=trust_remote_code,
         )
-        folder, base_folder, model_type = loaded.folder, loaded.base_folder, loaded.model_type
-        config = None
-        for candidate in (folder, base_folder):
-            path = os.path.join(candidate, CONFIG_NAME)
-            if os.path.isfile(path):
-                config = NegOptConfig.from_json_file(path)
-                break
-        if config is None and not os.path.isdir(os.path.expanduser(os.fspath(name_or_path))):
-            # A plain hub checkpoint: remember where it came from, for the model card of a later save.
-            config = NegOptConfig(model_type=model_type, base_model_name_or_path=os.fspath(name_or_path))
-        if config is not None and config.model_type != model_type:
-            raise ValueError(
-                f"{CONFIG_NAME} in {folder!r} says model_type={config.model_type!r}, but the model is a {model_type} "
-                f"LM; fix the file (model_type: {model_type!r}) or delete it."
-            )
+        config = generator_saving.saved_config(loaded, name_or_path)
         generator = cls(loaded.model, loaded.tokenizer, config)
         if device is not None:
             generator.to(device)
@@ -412,41 +381,10 @@ class NegOptGenerator:
             >>> gen(["a cat", "a city at night"], num_candidates=2, seed=0)  # doctest: +SKIP
             [['...', '...'], ['...', '...']]
         """
-        prompts, single = self._check_inputs(prompt, num_candidates, seed, batch_size)
+        prompts, single = inputs.check_inputs(prompt, num_candidates, seed, batch_size)
         results = self._generate(prompts, num_candidates, seed, batch_size, generation_kwargs)
         out: list[Any] = [r[0] for r in results] if num_candidates == 1 else results
         return out[0] if single else out
-
-    @staticmethod
-    def _check_inputs(prompt: Any, num_candidates: Any, seed: Any, batch_size: Any) -> tuple[list[str], bool]:
-        for name, value in (("num_candidates", num_candidates), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}.")
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}.")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}: {seed!r}.")
-        if isinstance(prompt, str):
-            return [prompt], True
-        if prompt is None or not isinstance(prompt, (list, tuple)):
-            raise TypeError(f"prompt must be a str or a list of str, got {type(prompt).__name__}: {prompt!r:.80}.")
-        for i, p in enumerate(prompt):
-            if not isinstance(p, str):
-                raise TypeError(
-                    f"prompt must be a str or a list of str, but prompt[{i}] is {type(p).__name__}: {p!r:.80}."
-                )
-        return list(prompt), False
-
-    def _generation_kwargs(self, num_candidates: int, call_kwargs: dict[str, Any]) -> dict[str, Any]:
-        kwargs = {**self.config.generation_kwargs, **call_kwargs}
-        if num_candidates > 1:
-            if "do_sample" not in call_kwargs and "num_beams" not in call_kwargs:
-                # k greedy candidates would be k copies of one answer: sample instead.
-                kwargs["do_sample"] = True
-                kwargs["num_beams"] = 1
-            kwargs["num_return_sequences"] = num_candidates
-        kwargs.setdefault("pad_token_id", self._pad_token_id)
-        return kwargs
 
     def encode_prompts(self, prompts: list[str], max_new_tokens: int | None = None) -> list[list[int]]:
         """Token ids of ``prompts`` exactly as generation feeds them to the model: the prompt template applied, cut
@@ -459,7 +397,8 @@ class NegOptGenerator:
         Returns:
             One list of token ids per prompt.
         """
-        return self._encode(list(prompts), self._input_limit({"max_new_tokens": max_new_tokens}))
+        limit = self._input_limit({"max_new_tokens": max_new_tokens})
+        return inputs.encode(self.tokenizer, self.config, list(prompts), limit, self.is_seq2seq)
 
     def _input_limit(self, kwargs: dict[str, Any]) -> int:
         limit = self.max_input_tokens
@@ -470,32 +409,6 @@ class NegOptGenerator:
             if isinstance(positions, int) and isinstance(new, int) and positions - new > 0:
                 limit = min(limit, positions - new)
         return limit
-
-    def _encode(self, prompts: list[str], limit: int) -> list[list[int]]:
-        """Token ids of the formatted prompts, each at most ``limit`` long (the prompt is cut, not the template)."""
-        tok = self.tokenizer
-        texts = [self.config.format_prompt(p) for p in prompts]
-        # Tokenizing to limit + 1 tells which inputs are too long without the tokenizer's own length warning.
-        ids = tok(texts, add_special_tokens=True, truncation=True, max_length=limit + 1)["input_ids"]
-        too_long = [j for j, x in enumerate(ids) if len(x) > limit]
-        if too_long:
-            overhead = len(tok(self.config.format_prompt(""), add_special_tokens=True)["input_ids"])
-            budget = max(limit - overhead, 1)
-            for j in too_long:
-                prompt_ids = tok(prompts[j], add_special_tokens=False, truncation=True, max_length=budget)["input_ids"]
-                short = tok.decode(prompt_ids, skip_special_tokens=True)
-                x = tok(self.config.format_prompt(short), add_special_tokens=True)["input_ids"]
-                if len(x) > limit:  # re-tokenizing can merge differently: cut, keeping the template's end
-                    x = x[:limit] if self.is_seq2seq else x[-limit:]
-                ids[j] = x
-            warnings.warn(
-                f"{len(too_long)} prompt(s) were longer than the model's input limit of {limit} tokens and were "
-                "truncated. Shorten them, or raise the limit with NegOptConfig(max_input_tokens=...) if the model "
-                "supports longer inputs.",
-                UserWarning,
-                stacklevel=4,
-            )
-        return ids
 
     def _generate(
         self,
@@ -511,32 +424,13 @@ class NegOptGenerator:
             return results
         if self.model.training:
             logger.info("the model is in training mode: dropout is active while generating (model.eval() stops it)")
-        kwargs = self._generation_kwargs(num_candidates, call_kwargs)
+        kwargs = inputs.generation_kwargs(self.config, num_candidates, call_kwargs, self._pad_token_id)
         scope = self._cache_scope(kwargs, num_candidates, seed)
-        call_key = None
-        if scope is not None:
-            if scope[-1]:  # seeded sampling: a prompt's samples depend on its batch, so the whole call is the key
-                call_key = (scope, batch_size, tuple(prompts))
-                hit = self._cache.get(call_key)
-                if hit is not None:
-                    return [list(r) for r in hit]
-            else:  # greedy / beam search: each prompt's result stands alone
-                missing = []
-                for i in active:
-                    hit = self._cache.get((scope, prompts[i]))
-                    if hit is None:
-                        missing.append(i)
-                    else:
-                        results[i] = list(hit)
-                active = missing
-                if not active:
-                    return results
+        call_key, active = generation_cache.lookup(self._cache, scope, prompts, active, results, batch_size)
+        if not active:
+            return results
         self._run(prompts, active, results, num_candidates, seed, batch_size, kwargs)
-        if call_key is not None:
-            self._cache.put(call_key, tuple(tuple(r) for r in results))
-        elif scope is not None:
-            for i in active:
-                self._cache.put((scope, prompts[i]), tuple(results[i]))
+        generation_cache.store(self._cache, scope, call_key, prompts, active, results)
         return results
 
     def _run(
@@ -550,7 +444,8 @@ class NegOptGenerator:
         kwargs: dict[str, Any],
     ) -> None:
         """Generate for ``prompts[i]``, ``i`` in ``active``, into ``results[i]``."""
-        ids = self._encode([prompts[i] for i in active], self._input_limit(kwargs))
+        limit = self._input_limit(kwargs)
+        ids = inputs.encode(self.tokenizer, self.config, [prompts[i] for i in active], limit, self.is_seq2seq)
         # Longest first: similar lengths share a batch (little padding), and memory peaks on the first batch.
         order = sorted(range(len(ids)), key=lambda j: len(ids[j]), reverse=True)
         batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
@@ -584,7 +479,7 @@ class NegOptGenerator:
                     # The decode loop. Compiled, inputs are padded to a bucket so that one compiled graph (and one
                     # set of cache buffers) serves prompts of similar length; eager, padding would only cost time.
                     width = bucket(longest) if self._fast["compile"] else None
-                    input_ids, attention_mask = self._pad(rows, device, width)
+                    input_ids, attention_mask = inputs.pad(rows, device, self._pad_token_id, self.is_seq2seq, width)
                     compiled = not kwargs.get("disable_compile", False)
                     out = self._decoder(input_ids, attention_mask, plan, self.is_seq2seq, longest, compiled=compiled)
                 else:
@@ -592,7 +487,7 @@ class NegOptGenerator:
                     # A compiled graph serves one input shape: pad to a bucket so that prompts of similar length share
                     # it.
                     width = bucket(longest) if batch_kwargs is not kwargs else None
-                    input_ids, attention_mask = self._pad(rows, device, width)
+                    input_ids, attention_mask = inputs.pad(rows, device, self._pad_token_id, self.is_seq2seq, width)
                     out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **batch_kwargs)
                     if not self.is_seq2seq:  # the output starts with the (left-padded) input
                         out = out[:, input_ids.shape[1] :]
@@ -613,20 +508,6 @@ class NegOptGenerator:
             'blurry, (bad hands:1.3), watermark'
         """
         return clean_negative(strip_echo(text, prompt))
-
-    def _pad(
-        self, rows: list[list[int]], device: torch.device, width: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pad to ``width`` (default: the longest row): right for seq2seq, left for causal (so generation continues
-        each row's end)."""
-        width = max(len(r) for r in rows) if width is None else width
-        input_ids = torch.full((len(rows), width), self._pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, row in enumerate(rows):
-            span = slice(0, len(row)) if self.is_seq2seq else slice(width - len(row), width)
-            input_ids[r, span] = torch.tensor(row, dtype=torch.long)
-            attention_mask[r, span] = 1
-        return input_ids.to(device), attention_mask.to(device)
 
     # ----------------------------------------------------------------------------------------------------- saving
     def save_pretrained(self, save_directory: str | os.PathLike) -> str:

@@ -1,4 +1,5 @@
-"""Saving and pushing a ``NegOptGenerator``: the folder ``from_pretrained`` loads, its model card, the hub upload.
+"""A ``NegOptGenerator``'s folder: saving it (with its model card), pushing it to the hub, and the
+``negopt_config.json`` that ``from_pretrained`` reads back from it.
 
 Internal: this module's names may change in any release. The public surface is the generator's methods of the same
 names (``save_pretrained``, ``model_card``, ``prepare_upload_folder``, ``push_to_hub``), which document them.
@@ -20,8 +21,34 @@ if TYPE_CHECKING:  # pragma: no cover
     from huggingface_hub import ModelCard
 
     from negopt.generator import NegOptGenerator
+    from negopt.hub import LoadedLM
 
-__all__ = ["save_pretrained", "model_card", "prepare_upload_folder", "push_to_hub"]
+__all__ = ["saved_config", "save_pretrained", "model_card", "prepare_upload_folder", "push_to_hub"]
+
+
+def saved_config(loaded: LoadedLM, name_or_path: str | os.PathLike) -> NegOptConfig | None:
+    """The ``negopt_config.json`` that ``NegOptGenerator.from_pretrained`` reads with a loaded model: the folder's,
+    else its base model's; for a plain hub checkpoint, a default one that names it as the base model.
+
+    Raises:
+        ValueError: The file's model type does not match the model's.
+    """
+    folder, base_folder, model_type = loaded.folder, loaded.base_folder, loaded.model_type
+    config = None
+    for candidate in (folder, base_folder):
+        path = os.path.join(candidate, CONFIG_NAME)
+        if os.path.isfile(path):
+            config = NegOptConfig.from_json_file(path)
+            break
+    if config is None and not os.path.isdir(os.path.expanduser(os.fspath(name_or_path))):
+        # A plain hub checkpoint: remember where it came from, for the model card of a later save.
+        config = NegOptConfig(model_type=model_type, base_model_name_or_path=os.fspath(name_or_path))
+    if config is not None and config.model_type != model_type:
+        raise ValueError(
+            f"{CONFIG_NAME} in {folder!r} says model_type={config.model_type!r}, but the model is a {model_type} "
+            f"LM; fix the file (model_type: {model_type!r}) or delete it."
+        )
+    return config
 
 
 def save_pretrained(gen: NegOptGenerator, save_directory: str | os.PathLike) -> str:
