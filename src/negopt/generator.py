@@ -561,6 +561,4 @@ class NegOptGenerator:
         Returns:
             The URL of the commit.
         """
-        return generator_saving.push_to_hub(
-            self, repo_id, private=private, token=token, commit_message=commit_message, revision=revision
-        )
+        return generator_saving.push_to_hub(self, repo_id, private, token, commit_message, revision)

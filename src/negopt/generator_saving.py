@@ -103,13 +103,12 @@ def prepare_upload_folder(gen: NegOptGenerator, folder: str | os.PathLike, repo_
 def push_to_hub(
     gen: NegOptGenerator,
     repo_id: str,
-    *,
-    private: bool | None = None,
-    token: str | bool | None = None,
-    commit_message: str = "Upload negopt generator",
-    revision: str | None = None,
+    private: bool | None,
+    token: str | bool | None,
+    commit_message: str,
+    revision: str | None,
 ) -> str:
-    """``gen.push_to_hub(repo_id, ...)``."""
+    """``gen.push_to_hub(repo_id, ...)``, every argument given (the method holds the defaults)."""
     if not isinstance(repo_id, str) or not hub.is_hub_id(repo_id):
         raise ValueError(f"repo_id must be a hub id such as 'user/negopt-generator', got {repo_id!r}.")
     from huggingface_hub import HfApi
