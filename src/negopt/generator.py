@@ -7,30 +7,20 @@ and pushes folders that load back with :meth:`NegOptGenerator.from_pretrained`.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-import tempfile
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from negopt import hub
-from negopt.config import CONFIG_NAME, NegOptConfig
-from negopt.fastpath import (
-    GreedyDecoder,
-    LRUCache,
-    bucket,
-    check_cache_size,
-    freeze,
-    greedy_plan,
-    model_state,
-    resolve_precision,
-)
+from negopt import fastpath, generation_cache, generator_saving, hub
+from negopt import generator_inputs as inputs
+from negopt.config import NegOptConfig
+from negopt.fastpath import bucket
+from negopt.generation_cache import LRUCache, check_cache_size
+from negopt.greedy_decode import GreedyDecoder
 from negopt.hub import ADAPTER_CONFIG_NAME
-from negopt.model_card import GeneratorCardInfo, generator_model_card, write_model_card
 from negopt.text import clean_negative, strip_echo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -191,26 +181,9 @@ class NegOptGenerator:
 
     def _cache_scope(self, kwargs: dict[str, Any], num_candidates: int, seed: int | None) -> tuple | None:
         """The part of a cache key shared by every prompt of a call, or None when the call must not be cached."""
-        cache = self._cache
-        if cache.maxsize <= 0 or self.model.training:
-            return None
-        sampling = kwargs.get("do_sample", getattr(self.model.generation_config, "do_sample", False))
-        if sampling and seed is None:
-            return None
-        frozen = freeze(kwargs)
-        if frozen is None:
-            return None
-        state = (
-            model_state(self.model, cache.params),
-            id(self.tokenizer),
-            self.config.prompt_template,
-            self.max_input_tokens,
-            None if self._fast is None else tuple(sorted(self._fast.items())),
-        )
-        if state != cache.state:  # the model or its settings changed: nothing kept is valid any more
-            cache.clear()
-            cache.state = state
-        return (frozen, num_candidates, seed if sampling else None, bool(sampling))
+        fast = None if self._fast is None else tuple(sorted(self._fast.items()))
+        settings = (id(self.tokenizer), self.config.prompt_template, self.max_input_tokens, fast)
+        return generation_cache.cache_scope(self._cache, self.model, kwargs, num_candidates, seed, settings)
 
     # ------------------------------------------------------------------------------------------ speed: fast path
     def optimize(
@@ -261,81 +234,18 @@ class NegOptGenerator:
             >>> gen = NegOptGenerator.from_pretrained("path/to/generator", device="cuda").optimize()  # doctest: +SKIP
             >>> gen("a red fox in the snow")  # bfloat16, static cache, CUDA graphs  # doctest: +SKIP
         """
-        if compile is not None and not isinstance(compile, bool):
-            raise TypeError(
-                f"compile must be True, False or None (on a GPU only), got {type(compile).__name__}: {compile!r}."
-            )
-        if not isinstance(warmup, bool):
-            raise TypeError(f"warmup must be a bool, got {type(warmup).__name__}: {warmup!r}.")
-        device = self.device
-        precision = resolve_precision(precision, device)
-        if compile is None:
-            compile = device.type == "cuda"
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        if compile and not getattr(base, "_can_compile_fullgraph", False):
-            raise ValueError(
-                f"compile=True needs a model whose forward pass transformers can compile with a static cache, and "
-                f"{type(base).__name__} is not one; call optimize(compile=False)."
-            )
-        was_int8 = self._fast is not None and self._fast["precision"] == "int8"
-        if was_int8 and precision != "int8":
-            raise ValueError(
-                f"the model was already quantized to int8 and cannot go back to {precision!r}: load the generator "
-                "again, then call optimize()."
-            )
-        if precision == "int8" and not was_int8:
-            self.model = _quantize_int8(self.model)
-        elif precision != "int8" and self.dtype != getattr(torch, precision):
-            self.model.to(getattr(torch, precision))
-        self._fast = {"precision": precision, "compile": compile}
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        self._decoder = GreedyDecoder(base, compile=compile)
+        self.model, self._fast, self._decoder = fastpath.prepare(
+            self.model, self._fast, precision, compile, warmup, self.device, self.dtype
+        )
         self.clear_cache()
         if warmup:
             size, self._cache.maxsize = self._cache.maxsize, 0  # every warm-up call must run the model
             try:
-                # CUDA graphs are recorded on the second run of a shape and replayed from the third.
-                for _ in range(3 if compile and device.type == "cuda" else 1):
+                for _ in range(fastpath.warmup_runs(self._fast, self.device)):
                     self("a photo of a cat")
             finally:
                 self._cache.maxsize = size
         return self
-
-    def _fast_plan(self, num_candidates: int, kwargs: dict[str, Any]) -> Any:
-        """The decode loop's plan for this call (a ``GreedyPlan``), or None when it goes to ``model.generate``: no
-        :meth:`optimize`, several candidates, or a generation setting the loop does not implement."""
-        if self._fast is None or self._decoder is None or num_candidates != 1 or self.model.training:
-            return None
-        if self.device.type != "cpu" and not self._fast["compile"]:
-            # Uncompiled on a GPU the loop gained nothing over generate (see docs/benchmarks.md): keep generate.
-            return None
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        if self._decoder.model is not base:  # the model was replaced since optimize()
-            return None
-        plan = greedy_plan(self.model, kwargs, self.is_seq2seq)
-        if plan is None:
-            logger.info("these generation settings need model.generate; the fast decode loop is not used")
-        return plan
-
-    def _fast_kwargs(self, rows: int, num_candidates: int, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Static cache and a compiled forward for a one-prompt call, when :meth:`optimize` asked for them."""
-        if (
-            self._fast is None
-            or not self._fast["compile"]
-            or rows != 1
-            or num_candidates != 1
-            or kwargs.get("num_beams", 1) != 1
-            or "cache_implementation" in kwargs
-        ):
-            return kwargs
-        from transformers import CompileConfig
-
-        if self.device.type == "cuda":
-            compile_config = CompileConfig(mode="reduce-overhead")
-        else:
-            compile_config = CompileConfig(mode="default")
-            compile_config._compile_all_devices = True  # transformers compiles on accelerators only, unless told
-        return {**kwargs, "cache_implementation": "static", "compile_config": compile_config}
 
     def set_progress_bar_config(self, **kwargs: Any) -> None:
         """Options for the tqdm bar shown over batches (e.g. ``disable=True``), as in diffusers."""
@@ -415,21 +325,7 @@ class NegOptGenerator:
             use_safetensors=use_safetensors,
             trust_remote_code=trust_remote_code,
         )
-        folder, base_folder, model_type = loaded.folder, loaded.base_folder, loaded.model_type
-        config = None
-        for candidate in (folder, base_folder):
-            path = os.path.join(candidate, CONFIG_NAME)
-            if os.path.isfile(path):
-                config = NegOptConfig.from_json_file(path)
-                break
-        if config is None and not os.path.isdir(os.path.expanduser(os.fspath(name_or_path))):
-            # A plain hub checkpoint: remember where it came from, for the model card of a later save.
-            config = NegOptConfig(model_type=model_type, base_model_name_or_path=os.fspath(name_or_path))
-        if config is not None and config.model_type != model_type:
-            raise ValueError(
-                f"{CONFIG_NAME} in {folder!r} says model_type={config.model_type!r}, but the model is a {model_type} "
-                f"LM; fix the file (model_type: {model_type!r}) or delete it."
-            )
+        config = generator_saving.saved_config(loaded, name_or_path)
         generator = cls(loaded.model, loaded.tokenizer, config)
         if device is not None:
             generator.to(device)
@@ -485,41 +381,10 @@ class NegOptGenerator:
             >>> gen(["a cat", "a city at night"], num_candidates=2, seed=0)  # doctest: +SKIP
             [['...', '...'], ['...', '...']]
         """
-        prompts, single = self._check_inputs(prompt, num_candidates, seed, batch_size)
+        prompts, single = inputs.check_inputs(prompt, num_candidates, seed, batch_size)
         results = self._generate(prompts, num_candidates, seed, batch_size, generation_kwargs)
         out: list[Any] = [r[0] for r in results] if num_candidates == 1 else results
         return out[0] if single else out
-
-    @staticmethod
-    def _check_inputs(prompt: Any, num_candidates: Any, seed: Any, batch_size: Any) -> tuple[list[str], bool]:
-        for name, value in (("num_candidates", num_candidates), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}.")
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}.")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}: {seed!r}.")
-        if isinstance(prompt, str):
-            return [prompt], True
-        if prompt is None or not isinstance(prompt, (list, tuple)):
-            raise TypeError(f"prompt must be a str or a list of str, got {type(prompt).__name__}: {prompt!r:.80}.")
-        for i, p in enumerate(prompt):
-            if not isinstance(p, str):
-                raise TypeError(
-                    f"prompt must be a str or a list of str, but prompt[{i}] is {type(p).__name__}: {p!r:.80}."
-                )
-        return list(prompt), False
-
-    def _generation_kwargs(self, num_candidates: int, call_kwargs: dict[str, Any]) -> dict[str, Any]:
-        kwargs = {**self.config.generation_kwargs, **call_kwargs}
-        if num_candidates > 1:
-            if "do_sample" not in call_kwargs and "num_beams" not in call_kwargs:
-                # k greedy candidates would be k copies of one answer: sample instead.
-                kwargs["do_sample"] = True
-                kwargs["num_beams"] = 1
-            kwargs["num_return_sequences"] = num_candidates
-        kwargs.setdefault("pad_token_id", self._pad_token_id)
-        return kwargs
 
     def encode_prompts(self, prompts: list[str], max_new_tokens: int | None = None) -> list[list[int]]:
         """Token ids of ``prompts`` exactly as generation feeds them to the model: the prompt template applied, cut
@@ -532,7 +397,8 @@ class NegOptGenerator:
         Returns:
             One list of token ids per prompt.
         """
-        return self._encode(list(prompts), self._input_limit({"max_new_tokens": max_new_tokens}))
+        limit = self._input_limit({"max_new_tokens": max_new_tokens})
+        return inputs.encode(self.tokenizer, self.config, list(prompts), limit, self.is_seq2seq)
 
     def _input_limit(self, kwargs: dict[str, Any]) -> int:
         limit = self.max_input_tokens
@@ -543,32 +409,6 @@ class NegOptGenerator:
             if isinstance(positions, int) and isinstance(new, int) and positions - new > 0:
                 limit = min(limit, positions - new)
         return limit
-
-    def _encode(self, prompts: list[str], limit: int) -> list[list[int]]:
-        """Token ids of the formatted prompts, each at most ``limit`` long (the prompt is cut, not the template)."""
-        tok = self.tokenizer
-        texts = [self.config.format_prompt(p) for p in prompts]
-        # Tokenizing to limit + 1 tells which inputs are too long without the tokenizer's own length warning.
-        ids = tok(texts, add_special_tokens=True, truncation=True, max_length=limit + 1)["input_ids"]
-        too_long = [j for j, x in enumerate(ids) if len(x) > limit]
-        if too_long:
-            overhead = len(tok(self.config.format_prompt(""), add_special_tokens=True)["input_ids"])
-            budget = max(limit - overhead, 1)
-            for j in too_long:
-                prompt_ids = tok(prompts[j], add_special_tokens=False, truncation=True, max_length=budget)["input_ids"]
-                short = tok.decode(prompt_ids, skip_special_tokens=True)
-                x = tok(self.config.format_prompt(short), add_special_tokens=True)["input_ids"]
-                if len(x) > limit:  # re-tokenizing can merge differently: cut, keeping the template's end
-                    x = x[:limit] if self.is_seq2seq else x[-limit:]
-                ids[j] = x
-            warnings.warn(
-                f"{len(too_long)} prompt(s) were longer than the model's input limit of {limit} tokens and were "
-                "truncated. Shorten them, or raise the limit with NegOptConfig(max_input_tokens=...) if the model "
-                "supports longer inputs.",
-                UserWarning,
-                stacklevel=4,
-            )
-        return ids
 
     def _generate(
         self,
@@ -584,32 +424,13 @@ class NegOptGenerator:
             return results
         if self.model.training:
             logger.info("the model is in training mode: dropout is active while generating (model.eval() stops it)")
-        kwargs = self._generation_kwargs(num_candidates, call_kwargs)
+        kwargs = inputs.generation_kwargs(self.config, num_candidates, call_kwargs, self._pad_token_id)
         scope = self._cache_scope(kwargs, num_candidates, seed)
-        call_key = None
-        if scope is not None:
-            if scope[-1]:  # seeded sampling: a prompt's samples depend on its batch, so the whole call is the key
-                call_key = (scope, batch_size, tuple(prompts))
-                hit = self._cache.get(call_key)
-                if hit is not None:
-                    return [list(r) for r in hit]
-            else:  # greedy / beam search: each prompt's result stands alone
-                missing = []
-                for i in active:
-                    hit = self._cache.get((scope, prompts[i]))
-                    if hit is None:
-                        missing.append(i)
-                    else:
-                        results[i] = list(hit)
-                active = missing
-                if not active:
-                    return results
+        call_key, active = generation_cache.lookup(self._cache, scope, prompts, active, results, batch_size)
+        if not active:
+            return results
         self._run(prompts, active, results, num_candidates, seed, batch_size, kwargs)
-        if call_key is not None:
-            self._cache.put(call_key, tuple(tuple(r) for r in results))
-        elif scope is not None:
-            for i in active:
-                self._cache.put((scope, prompts[i]), tuple(results[i]))
+        generation_cache.store(self._cache, scope, call_key, prompts, active, results)
         return results
 
     def _run(
@@ -623,7 +444,8 @@ class NegOptGenerator:
         kwargs: dict[str, Any],
     ) -> None:
         """Generate for ``prompts[i]``, ``i`` in ``active``, into ``results[i]``."""
-        ids = self._encode([prompts[i] for i in active], self._input_limit(kwargs))
+        limit = self._input_limit(kwargs)
+        ids = inputs.encode(self.tokenizer, self.config, [prompts[i] for i in active], limit, self.is_seq2seq)
         # Longest first: similar lengths share a batch (little padding), and memory peaks on the first batch.
         order = sorted(range(len(ids)), key=lambda j: len(ids[j]), reverse=True)
         batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
@@ -649,7 +471,7 @@ class NegOptGenerator:
                         torch.cuda.manual_seed(seed)
                 elif device.type != "cpu":
                     torch.manual_seed(seed)
-            plan = self._fast_plan(num_candidates, kwargs)
+            plan = fastpath.fast_plan(self._fast, self._decoder, self.model, num_candidates, kwargs, self.is_seq2seq)
             for batch in tqdm(batches, **bar):
                 rows = [ids[j] for j in batch]
                 longest = max(len(r) for r in rows)
@@ -657,15 +479,15 @@ class NegOptGenerator:
                     # The decode loop. Compiled, inputs are padded to a bucket so that one compiled graph (and one
                     # set of cache buffers) serves prompts of similar length; eager, padding would only cost time.
                     width = bucket(longest) if self._fast["compile"] else None
-                    input_ids, attention_mask = self._pad(rows, device, width)
+                    input_ids, attention_mask = inputs.pad(rows, device, self._pad_token_id, self.is_seq2seq, width)
                     compiled = not kwargs.get("disable_compile", False)
                     out = self._decoder(input_ids, attention_mask, plan, self.is_seq2seq, longest, compiled=compiled)
                 else:
-                    batch_kwargs = self._fast_kwargs(len(rows), num_candidates, kwargs)
+                    batch_kwargs = fastpath.fast_kwargs(self._fast, device, len(rows), num_candidates, kwargs)
                     # A compiled graph serves one input shape: pad to a bucket so that prompts of similar length share
                     # it.
                     width = bucket(longest) if batch_kwargs is not kwargs else None
-                    input_ids, attention_mask = self._pad(rows, device, width)
+                    input_ids, attention_mask = inputs.pad(rows, device, self._pad_token_id, self.is_seq2seq, width)
                     out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **batch_kwargs)
                     if not self.is_seq2seq:  # the output starts with the (left-padded) input
                         out = out[:, input_ids.shape[1] :]
@@ -687,20 +509,6 @@ class NegOptGenerator:
         """
         return clean_negative(strip_echo(text, prompt))
 
-    def _pad(
-        self, rows: list[list[int]], device: torch.device, width: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pad to ``width`` (default: the longest row): right for seq2seq, left for causal (so generation continues
-        each row's end)."""
-        width = max(len(r) for r in rows) if width is None else width
-        input_ids = torch.full((len(rows), width), self._pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, row in enumerate(rows):
-            span = slice(0, len(row)) if self.is_seq2seq else slice(width - len(row), width)
-            input_ids[r, span] = torch.tensor(row, dtype=torch.long)
-            attention_mask[r, span] = 1
-        return input_ids.to(device), attention_mask.to(device)
-
     # ----------------------------------------------------------------------------------------------------- saving
     def save_pretrained(self, save_directory: str | os.PathLike) -> str:
         """Save the model (safetensors; a LoRA adapter saves only the adapter), tokenizer, ``negopt_config.json``
@@ -714,19 +522,7 @@ class NegOptGenerator:
         Returns:
             The folder's path.
         """
-        from negopt import __version__
-
-        save_directory = os.fspath(save_directory)
-        os.makedirs(save_directory, exist_ok=True)
-        self.model.save_pretrained(save_directory)
-        self.tokenizer.save_pretrained(save_directory)
-        base = self.config.base_model_name_or_path
-        if hasattr(self.model, "peft_config"):
-            base = self.model.peft_config[getattr(self.model, "active_adapter", "default")].base_model_name_or_path
-        config = dataclasses.replace(self.config, negopt_version=__version__, base_model_name_or_path=base)
-        config.save_pretrained(save_directory)
-        write_model_card(save_directory, self.model_card(config))
-        return save_directory
+        return generator_saving.save_pretrained(self, save_directory)
 
     def model_card(self, config: NegOptConfig | None = None, repo_id: str | None = None):
         """The model card (a ``huggingface_hub.ModelCard``) that :meth:`save_pretrained` writes as ``README.md``.
@@ -735,36 +531,14 @@ class NegOptGenerator:
             config: The config to describe (default: the generator's).
             repo_id: The hub repository, named in the card's title and examples when pushing.
         """
-        config = config if config is not None else self.config
-        is_adapter = hasattr(self.model, "peft_config")
-        info = GeneratorCardInfo(
-            model_class=type(self.model.get_base_model() if is_adapter else self.model).__name__,
-            model_type=config.model_type,
-            prompt_template=config.prompt_template,
-            negopt_version=config.negopt_version,
-            base_model=config.base_model_name_or_path,
-            is_adapter=is_adapter,
-        )
-        return generator_model_card(info, repo_id=repo_id)
+        return generator_saving.model_card(self, config, repo_id)
 
     def prepare_upload_folder(self, folder: str | os.PathLike, repo_id: str) -> str:
         """Write what :meth:`push_to_hub` would upload into ``folder``; returns the folder.
 
         Warns when the generator is a LoRA adapter whose base model is a local path: others could not load it.
         """
-        folder = self.save_pretrained(folder)
-        config = NegOptConfig.from_json_file(os.path.join(folder, CONFIG_NAME))
-        base = config.base_model_name_or_path
-        if hasattr(self.model, "peft_config") and hub.hub_model_id(base) is None:
-            warnings.warn(
-                f"the adapter's base model {base!r} is a local path, so others cannot load {repo_id!r} from the hub; "
-                "train the adapter on a hub model, or push a merged model (model.merge_and_unload()).",
-                UserWarning,
-                stacklevel=3,
-            )
-        # The card again, with the repository's name in it.
-        write_model_card(folder, self.model_card(config, repo_id=repo_id), overwrite=True)
-        return folder
+        return generator_saving.prepare_upload_folder(self, folder, repo_id)
 
     def push_to_hub(
         self,
@@ -787,28 +561,4 @@ class NegOptGenerator:
         Returns:
             The URL of the commit.
         """
-        if not isinstance(repo_id, str) or not hub.is_hub_id(repo_id):
-            raise ValueError(f"repo_id must be a hub id such as 'user/negopt-generator', got {repo_id!r}.")
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            self.prepare_upload_folder(tmp, repo_id)
-            info = api.upload_folder(
-                repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=revision
-            )
-        return str(getattr(info, "commit_url", info))
-
-
-def _quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` whose ``nn.Linear`` layers compute in int8 (weights quantized once, activations per
-    call)."""
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():
-        # torch points users of this eager-mode API at torchao; the API still works and needs no extra package.
-        warnings.filterwarnings("ignore", message=r"(?s).*torch\.ao\.quantization", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=r"(?s).*torchao", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=r"(?s).*quantiz", category=UserWarning)
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8).eval()
+        return generator_saving.push_to_hub(self, repo_id, private, token, commit_message, revision)
