@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from negopt.pipeline import NegOptPipeline  # noqa: E402
 from negopt.weighting import encode_a1111  # noqa: E402
-from tiny_pipelines import _clip_config, sd15_shaped, tiny_sd, tiny_sd3, tiny_sdxl  # noqa: E402
+from tiny_pipelines import sd15_shaped, sd15_text_config, tiny_sd, tiny_sd3, tiny_sdxl  # noqa: E402
 
 PROMPTS = [
     "a portrait photo of an old fisherman, 85mm, bokeh",
@@ -175,16 +175,7 @@ def sd_with_clip_l_text_encoder():
 
     tiny = tiny_sd()
     torch.manual_seed(0)
-    config = _clip_config(
-        tiny.tokenizer,
-        hidden_size=768,
-        projection_dim=768,
-        intermediate_size=3072,
-        num_attention_heads=12,
-        num_hidden_layers=12,
-        vocab_size=49408,
-        hidden_act="quick_gelu",
-    )
+    config = sd15_text_config(tiny.tokenizer)
     return StableDiffusionPipeline(**{**tiny.components, "text_encoder": CLIPTextModel(config).eval()})
 
 

@@ -380,6 +380,20 @@ def tiny_pixart(seed: int = 0):
     return _ready(pipe)
 
 
+def sd15_text_config(tokenizer):
+    """The ``CLIPTextConfig`` of SD 1.5's text encoder (CLIP ViT-L/14 text), special-token ids from ``tokenizer``."""
+    return _clip_config(
+        tokenizer,
+        hidden_size=768,
+        projection_dim=768,
+        intermediate_size=3072,
+        num_attention_heads=12,
+        num_hidden_layers=12,
+        vocab_size=49408,
+        hidden_act="quick_gelu",
+    )
+
+
 def sd15_shaped(seed: int = 0):
     """A ``StableDiffusionPipeline`` with Stable Diffusion 1.5's shapes and random weights (about 1 B parameters).
 
@@ -415,18 +429,7 @@ def sd15_shaped(seed: int = 0):
         sample_size=512,
     )
     tokenizer = tiny_clip_tokenizer()
-    text_encoder = CLIPTextModel(
-        _clip_config(
-            tokenizer,
-            hidden_size=768,
-            projection_dim=768,
-            intermediate_size=3072,
-            num_attention_heads=12,
-            num_hidden_layers=12,
-            vocab_size=49408,
-            hidden_act="quick_gelu",
-        )
-    ).eval()
+    text_encoder = CLIPTextModel(sd15_text_config(tokenizer)).eval()
     scheduler = _sd_scheduler()
     pipe = StableDiffusionPipeline(
         vae=vae.eval(),
