@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -485,3 +486,16 @@ def test_bart_is_a_seq2seq_generator(tmp_path):
     assert len(set(out)) > 1
     assert out == [g(p, **SHORT) for p in PROMPTS]
     assert NegOptGenerator.from_pretrained(g.save_pretrained(tmp_path / "bart"))(PROMPTS, **SHORT) == out
+
+
+def test_truncation_warning_points_at_the_users_line():
+    model, tokenizer = tiny_t5()
+    gen = NegOptGenerator(model, tokenizer)
+    gen.config.max_input_tokens = 8
+    long = "a very long prompt about many many things and more things"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gen(long, max_new_tokens=4)
+        gen.encode_prompts([long])
+    found = [w for w in caught if "input limit" in str(w.message)]
+    assert [os.path.basename(w.filename) for w in found] == ["test_generator.py"] * 2

@@ -398,7 +398,7 @@ class NegOptGenerator:
             One list of token ids per prompt.
         """
         limit = self._input_limit({"max_new_tokens": max_new_tokens})
-        return inputs.encode(self.tokenizer, self.config, list(prompts), limit, self.is_seq2seq)
+        return inputs.encode(self.tokenizer, self.config, list(prompts), limit, self.is_seq2seq, stacklevel=3)
 
     def _input_limit(self, kwargs: dict[str, Any]) -> int:
         limit = self.max_input_tokens
@@ -445,7 +445,10 @@ class NegOptGenerator:
     ) -> None:
         """Generate for ``prompts[i]``, ``i`` in ``active``, into ``results[i]``."""
         limit = self._input_limit(kwargs)
-        ids = inputs.encode(self.tokenizer, self.config, [prompts[i] for i in active], limit, self.is_seq2seq)
+        # user -> __call__ -> _generate -> _run -> encode: the warning points at the user's call.
+        ids = inputs.encode(
+            self.tokenizer, self.config, [prompts[i] for i in active], limit, self.is_seq2seq, stacklevel=5
+        )
         # Longest first: similar lengths share a batch (little padding), and memory peaks on the first batch.
         order = sorted(range(len(ids)), key=lambda j: len(ids[j]), reverse=True)
         batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]

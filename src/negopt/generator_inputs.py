@@ -57,9 +57,18 @@ def generation_kwargs(
 
 
 def encode(
-    tokenizer: PreTrainedTokenizerBase, config: NegOptConfig, prompts: list[str], limit: int, seq2seq: bool
+    tokenizer: PreTrainedTokenizerBase,
+    config: NegOptConfig,
+    prompts: list[str],
+    limit: int,
+    seq2seq: bool,
+    stacklevel: int = 2,
 ) -> list[list[int]]:
-    """Token ids of the formatted prompts, each at most ``limit`` long (the prompt is cut, not the template)."""
+    """Token ids of the formatted prompts, each at most ``limit`` long (the prompt is cut, not the template).
+
+    ``stacklevel`` is the truncation warning's, counted from this function: the caller passes the depth of the
+    user's call, so that the warning points at the user's line.
+    """
     tok = tokenizer
     texts = [config.format_prompt(p) for p in prompts]
     # Tokenizing to limit + 1 tells which inputs are too long without the tokenizer's own length warning.
@@ -80,7 +89,7 @@ def encode(
             "truncated. Shorten them, or raise the limit with NegOptConfig(max_input_tokens=...) if the model "
             "supports longer inputs.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
     return ids
 
