@@ -262,7 +262,7 @@ def test_fast_path_float32_keeps_greedy_outputs(which, t5, gpt2):
     model, tok = t5 if which == "t5" else gpt2
     ref = fresh(model, tok)
     gen = NegOptGenerator(model, tok).optimize("float32", compile=True, warmup=False)
-    assert gen.dtype == torch.float32 and gen._fast == {"precision": "float32", "compile": True}
+    assert gen.dtype == torch.float32 and gen._fast == {"backend": "torch", "precision": "float32", "compile": True}
     for p in PROMPTS:
         assert gen(p, disable_compile=True, **SHORT) == ref(p, **SHORT)
     assert gen(PROMPTS, **SHORT) == ref(PROMPTS, **SHORT)  # a list call runs as before
@@ -299,7 +299,7 @@ def test_bfloat16_on_cpu_and_cache_cleared(t5):
     assert gen.cache_info()["size"] == 2
     gen.optimize("bf16", warmup=False)
     assert gen.dtype == torch.bfloat16 and gen.cache_info()["size"] == 0
-    assert gen._fast == {"precision": "bfloat16", "compile": False}  # no compile on a CPU unless asked
+    assert gen._fast == {"backend": "torch", "precision": "bfloat16", "compile": False}  # no compile on a CPU unless asked
 
 
 @pytest.mark.parametrize(

@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from negopt import generator_inputs as inputs
 from negopt.greedy_decode import GreedyDecoder, GreedyPlan, greedy_plan
+
+if TYPE_CHECKING:
+    from negopt.ctranslate2_backend import CT2Decoder
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "PRECISIONS",
+    "BACKENDS",
     "resolve_precision",
+    "check_backend",
+    "prepare_ctranslate2",
+    "decode_batch",
     "bucket",
     "prepare",
     "warmup_runs",
@@ -30,6 +38,7 @@ __all__ = [
 ]
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")
+BACKENDS = ("torch", "ctranslate2")
 _ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 
 
@@ -104,7 +113,7 @@ def prepare(
             f"compile=True needs a model whose forward pass transformers can compile with a static cache, and "
             f"{type(base).__name__} is not one; call optimize(compile=False)."
         )
-    was_int8 = fast is not None and fast["precision"] == "int8"
+    was_int8 = fast is not None and fast["precision"] == "int8" and fast.get("backend", "torch") == "torch"
     if was_int8 and precision != "int8":
         raise ValueError(
             f"the model was already quantized to int8 and cannot go back to {precision!r}: load the generator "
@@ -115,7 +124,68 @@ def prepare(
     elif precision != "int8" and dtype != getattr(torch, precision):
         model.to(getattr(torch, precision))
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return model, {"precision": precision, "compile": compile}, GreedyDecoder(base, compile=compile)
+    fast = {"backend": "torch", "precision": precision, "compile": compile}
+    return model, fast, GreedyDecoder(base, compile=compile)
+
+
+def check_backend(backend: Any, threads: Any) -> str:
+    """``optimize``'s ``backend`` and ``threads``, checked."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be 'torch' or 'ctranslate2', got {backend!r}.")
+    if threads is not None:
+        if backend != "ctranslate2":
+            raise ValueError(
+                "threads is an option of backend='ctranslate2'; the torch backend uses torch's threads "
+                "(torch.set_num_threads)."
+            )
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int (CPU threads for one call), got {threads!r}.")
+    return backend
+
+
+def prepare_ctranslate2(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    fast: dict[str, Any] | None,
+    precision: Any,
+    compile: bool | None,
+    threads: int | None,
+    device: torch.device,
+    seq2seq: bool,
+) -> tuple[dict[str, Any], CT2Decoder]:
+    """``optimize(backend="ctranslate2")``: checks the arguments, converts the model, loads it in CTranslate2.
+
+    Returns:
+        The settings (``{"backend": "ctranslate2", "precision": ..., "threads": ...}``) and the decoder.
+    """
+    if device.type != "cpu":
+        raise ValueError(
+            f"backend='ctranslate2' runs on the CPU here, but the model is on {device}; on a GPU use "
+            "backend='torch' (half precision and CUDA graphs), or move the generator to the CPU first."
+        )
+    if compile:
+        raise ValueError("compile=True is an option of backend='torch'; CTranslate2 needs no compiling.")
+    if fast is not None and fast["precision"] == "int8" and fast.get("backend", "torch") == "torch":
+        raise ValueError(
+            "the model was quantized to int8 by optimize('int8') (backend='torch') and cannot be converted: load "
+            "the generator again, then call optimize(..., backend='ctranslate2')."
+        )
+    precision = resolve_precision(precision, device)
+    from negopt import ctranslate2_backend
+
+    if precision not in ctranslate2_backend.PRECISIONS:
+        raise ValueError(
+            f"backend='ctranslate2' runs precision 'float32' or 'int8' on the CPU, got {precision!r}; use "
+            "backend='torch' for bfloat16."
+        )
+    if not ctranslate2_backend.available():
+        raise ImportError(
+            'backend="ctranslate2" needs the ctranslate2 package: pip install "negopt[ctranslate2]" '
+            "(or pip install ctranslate2)."
+        )
+    threads = 1 if threads is None else threads
+    decoder = ctranslate2_backend.CT2Decoder(model, tokenizer, precision, threads, seq2seq)
+    return {"backend": "ctranslate2", "precision": precision, "compile": False, "threads": threads}, decoder
 
 
 def warmup_runs(fast: dict[str, Any], device: torch.device) -> int:
@@ -135,6 +205,19 @@ def fast_plan(
     candidates, or a generation setting the loop does not implement."""
     if fast is None or decoder is None or num_candidates != 1 or model.training:
         return None
+    if fast.get("backend") == "ctranslate2":
+        plan = greedy_plan(model, kwargs, seq2seq)
+        if plan is None or not decoder.accepts(plan):
+            logger.info("these generation settings need model.generate; CTranslate2 is not used for this call")
+            return None
+        if not decoder.is_current(model):
+            warnings.warn(
+                "the model changed since optimize(backend='ctranslate2') converted it (new weights, another "
+                "adapter, a move): this call runs in transformers; call optimize() again to convert the new model.",
+                stacklevel=5,
+            )
+            return None
+        return plan
     if next(model.parameters()).device.type != "cpu" and not fast["compile"]:
         # Uncompiled on a GPU the loop gained nothing over generate (see docs/benchmarks.md): keep generate.
         return None
@@ -168,6 +251,42 @@ def fast_kwargs(
         compile_config = CompileConfig(mode="default")
         compile_config._compile_all_devices = True  # transformers compiles on accelerators only, unless told
     return {**kwargs, "cache_implementation": "static", "compile_config": compile_config}
+
+
+def decode_batch(
+    model: torch.nn.Module,
+    fast: dict[str, Any] | None,
+    decoder: GreedyDecoder | CT2Decoder | None,
+    plan: GreedyPlan | None,
+    rows: list[list[int]],
+    kwargs: dict[str, Any],
+    num_candidates: int,
+    pad_token_id: int,
+    seq2seq: bool,
+) -> torch.Tensor | list[list[int]]:
+    """The new token ids for one batch of prompt ids: by CTranslate2, negopt's decode loop or ``model.generate``
+    (``num_candidates`` rows a prompt), ready for ``tokenizer.batch_decode``."""
+    device = next(model.parameters()).device
+    if plan is not None and fast is not None and fast.get("backend") == "ctranslate2":
+        out = decoder(rows, plan)
+        return [
+            o if o is not None else decode_batch(model, None, None, None, [r], kwargs, 1, pad_token_id, seq2seq)[0]
+            for o, r in zip(out, rows)
+        ]
+    longest = max(len(r) for r in rows)
+    if plan is not None and (len(rows) == 1 or not fast["compile"]):
+        # The decode loop. Compiled, inputs are padded to a bucket so that one compiled graph (and one set of cache
+        # buffers) serves prompts of similar length; eager, padding would only cost time.
+        width = bucket(longest) if fast["compile"] else None
+        input_ids, attention_mask = inputs.pad(rows, device, pad_token_id, seq2seq, width)
+        compiled = not kwargs.get("disable_compile", False)
+        return decoder(input_ids, attention_mask, plan, seq2seq, longest, compiled=compiled)
+    batch_kwargs = fast_kwargs(fast, device, len(rows), num_candidates, kwargs)
+    # A compiled graph serves one input shape: pad to a bucket so that prompts of similar length share it.
+    width = bucket(longest) if batch_kwargs is not kwargs else None
+    input_ids, attention_mask = inputs.pad(rows, device, pad_token_id, seq2seq, width)
+    out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **batch_kwargs)
+    return out if seq2seq else out[:, input_ids.shape[1] :]  # a causal output starts with the (left-padded) input
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:

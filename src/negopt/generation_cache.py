@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["LRUCache", "freeze", "model_state", "check_cache_size", "cache_scope", "lookup", "store"]
+__all__ = ["LRUCache", "ParamList", "freeze", "model_state", "check_cache_size", "cache_scope", "lookup", "store"]
 
 _LEAF_TYPES = (str, int, float, bool, type(None), torch.dtype)
 
@@ -59,7 +59,7 @@ def _install_hook() -> None:
         _hook_installed = True
 
 
-class _ParamList:
+class ParamList:
     """A model's parameters, listed once and listed again only after a parameter was registered somewhere."""
 
     def __init__(self) -> None:
@@ -75,7 +75,7 @@ class _ParamList:
         return self._params
 
 
-def model_state(model: torch.nn.Module, params: _ParamList) -> tuple:
+def model_state(model: torch.nn.Module, params: ParamList) -> tuple:
     """What the model's outputs depend on, in a form that is cheap to compute and compare.
 
     In-place updates of the weights (an optimizer step, ``load_state_dict``) bump each tensor's version counter; a
@@ -101,7 +101,7 @@ class LRUCache:
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self._data: OrderedDict[Any, Any] = OrderedDict()
-        self.params = _ParamList()
+        self.params = ParamList()
         self.state: tuple | None = None
         self.hits = 0
         self.misses = 0

@@ -17,7 +17,6 @@ import torch
 from negopt import fastpath, generation_cache, generator_saving, hub
 from negopt import generator_inputs as inputs
 from negopt.config import NegOptConfig
-from negopt.fastpath import bucket
 from negopt.generation_cache import LRUCache, check_cache_size
 from negopt.greedy_decode import GreedyDecoder
 from negopt.hub import ADAPTER_CONFIG_NAME
@@ -25,6 +24,8 @@ from negopt.text import clean_negative, strip_echo
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from negopt.ctranslate2_backend import CT2Decoder
 
 __all__ = ["NegOptGenerator", "ADAPTER_CONFIG_NAME", "DEFAULT_MAX_INPUT_TOKENS"]
 
@@ -103,7 +104,7 @@ class NegOptGenerator:
         self._progress_bar_config: dict[str, Any] = {}
         self._cache = LRUCache(check_cache_size(cache_size))
         self._fast: dict[str, Any] | None = None  # set by optimize()
-        self._decoder: GreedyDecoder | None = None  # optimize()'s decode loop
+        self._decoder: GreedyDecoder | CT2Decoder | None = None  # optimize()'s decode loop
 
     # ------------------------------------------------------------------------------------------------ properties
     @property
@@ -136,7 +137,8 @@ class NegOptGenerator:
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> NegOptGenerator:
         """Move the model to ``device`` (and cast to ``dtype``); returns ``self``. Clears the result cache."""
-        if self._fast is not None and self._fast["precision"] == "int8" and device is not None:
+        torch_int8 = self._fast is not None and self._fast["precision"] == "int8" and self._fast["backend"] == "torch"
+        if torch_int8 and device is not None:
             if torch.device(device).type != "cpu":
                 raise ValueError(
                     f"this generator's model was quantized to int8 by optimize(precision='int8'), which runs on the "
@@ -192,6 +194,8 @@ class NegOptGenerator:
         *,
         compile: bool | None = None,
         warmup: bool = True,
+        backend: str = "torch",
+        threads: int | None = None,
     ) -> NegOptGenerator:
         """Make one-prompt calls fast, at a cost in start-up time and, for reduced precision, in exactness.
 
@@ -213,6 +217,15 @@ class NegOptGenerator:
           little; see the benchmarks page). ``compile=False`` on a GPU only casts.
         - ``warmup``: generate once for a short prompt now, so that the first real call does not pay for compiling
           (which takes tens of seconds, and again for each new bucket of input lengths or ``max_new_tokens``).
+        - ``backend="ctranslate2"`` (CPU; ``pip install "negopt[ctranslate2]"``): the same greedy calls run in
+          `CTranslate2 <https://opennmt.net/CTranslate2/>`_ instead, in ``"float32"`` or ``"int8"`` (int8 weights,
+          the fastest on a CPU; see the benchmarks page). The model, with any LoRA adapter merged into a copy, is
+          converted in memory in about a second, and kept beside the torch model, which serves every other call
+          and is left as it was. In float32 the output is the torch path's, token for token (rows whose output
+          holds a seq2seq model's start token, where CTranslate2's repetition penalty counts differently, are run
+          in transformers). T5, GPT-2 and the other architectures CTranslate2's converter knows are supported. If
+          the model changes afterwards (new weights, another adapter), calls go back to transformers with a
+          warning until ``optimize`` runs again.
 
         Clears the cache. Call it once, after :meth:`to`.
 
@@ -221,22 +234,37 @@ class NegOptGenerator:
                 ``"fp32"``, ``"bf16"``, ``"fp16"`` or a ``torch.dtype``.
             compile: Compile the decode loop (and capture CUDA graphs on a GPU); None: on a GPU only.
             warmup: Run one generation now.
+            backend: ``"torch"`` or ``"ctranslate2"``.
+            threads: CPU threads of one CTranslate2 call (default 1, the fastest for one prompt on a small CPU);
+                ``backend="ctranslate2"`` only.
 
         Returns:
             ``self``.
 
         Raises:
-            ValueError: An unknown ``precision``, ``"int8"`` off the CPU or ``"float16"`` on it, another precision
-                after ``"int8"``, or ``compile=True`` for a model that transformers cannot compile.
+            ValueError: An unknown ``precision`` or ``backend``, ``"int8"`` off the CPU or ``"float16"`` on it,
+                another precision after ``"int8"``, ``compile=True`` for a model that transformers cannot compile,
+                ``backend="ctranslate2"`` off the CPU, with ``compile=True``, with ``"bfloat16"``, or for an
+                architecture CTranslate2 cannot convert; ``threads`` below 1 or with ``backend="torch"``.
             TypeError: ``compile`` or ``warmup`` is not a bool.
+            ImportError: ``backend="ctranslate2"`` without the ``ctranslate2`` package.
 
         Example:
             >>> gen = NegOptGenerator.from_pretrained("path/to/generator", device="cuda").optimize()  # doctest: +SKIP
             >>> gen("a red fox in the snow")  # bfloat16, static cache, CUDA graphs  # doctest: +SKIP
+            >>> cpu = NegOptGenerator.from_pretrained("path/to/generator")  # doctest: +SKIP
+            >>> cpu.optimize("int8", backend="ctranslate2")  # int8 weights in CTranslate2  # doctest: +SKIP
         """
-        self.model, self._fast, self._decoder = fastpath.prepare(
-            self.model, self._fast, precision, compile, warmup, self.device, self.dtype
-        )
+        if fastpath.check_backend(backend, threads) == "ctranslate2":
+            if not isinstance(warmup, bool):
+                raise TypeError(f"warmup must be a bool, got {type(warmup).__name__}: {warmup!r}.")
+            self._fast, self._decoder = fastpath.prepare_ctranslate2(
+                self.model, self.tokenizer, self._fast, precision, compile, threads, self.device, self.is_seq2seq
+            )
+        else:
+            self.model, self._fast, self._decoder = fastpath.prepare(
+                self.model, self._fast, precision, compile, warmup, self.device, self.dtype
+            )
         self.clear_cache()
         if warmup:
             size, self._cache.maxsize = self._cache.maxsize, 0  # every warm-up call must run the model
@@ -477,23 +505,10 @@ class NegOptGenerator:
             plan = fastpath.fast_plan(self._fast, self._decoder, self.model, num_candidates, kwargs, self.is_seq2seq)
             for batch in tqdm(batches, **bar):
                 rows = [ids[j] for j in batch]
-                longest = max(len(r) for r in rows)
-                if plan is not None and (len(rows) == 1 or not self._fast["compile"]):
-                    # The decode loop. Compiled, inputs are padded to a bucket so that one compiled graph (and one
-                    # set of cache buffers) serves prompts of similar length; eager, padding would only cost time.
-                    width = bucket(longest) if self._fast["compile"] else None
-                    input_ids, attention_mask = inputs.pad(rows, device, self._pad_token_id, self.is_seq2seq, width)
-                    compiled = not kwargs.get("disable_compile", False)
-                    out = self._decoder(input_ids, attention_mask, plan, self.is_seq2seq, longest, compiled=compiled)
-                else:
-                    batch_kwargs = fastpath.fast_kwargs(self._fast, device, len(rows), num_candidates, kwargs)
-                    # A compiled graph serves one input shape: pad to a bucket so that prompts of similar length share
-                    # it.
-                    width = bucket(longest) if batch_kwargs is not kwargs else None
-                    input_ids, attention_mask = inputs.pad(rows, device, self._pad_token_id, self.is_seq2seq, width)
-                    out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **batch_kwargs)
-                    if not self.is_seq2seq:  # the output starts with the (left-padded) input
-                        out = out[:, input_ids.shape[1] :]
+                out = fastpath.decode_batch(
+                    self.model, self._fast, self._decoder, plan, rows, kwargs, num_candidates, self._pad_token_id,
+                    self.is_seq2seq,
+                )  # fmt: skip
                 texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
                 for r, j in enumerate(batch):
                     i = active[j]
