@@ -299,7 +299,8 @@ def test_bfloat16_on_cpu_and_cache_cleared(t5):
     assert gen.cache_info()["size"] == 2
     gen.optimize("bf16", warmup=False)
     assert gen.dtype == torch.bfloat16 and gen.cache_info()["size"] == 0
-    assert gen._fast == {"backend": "torch", "precision": "bfloat16", "compile": False}  # no compile on a CPU unless asked
+    # no compile on a CPU unless asked
+    assert gen._fast == {"backend": "torch", "precision": "bfloat16", "compile": False}
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,16 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 # docs/architecture.md, "Which way imports go": a module imports its own layer or the ones below, never above.
 LAYERS = [
     {"values", "text", "hub", "config", "data", "model_card", "token_budget", "pipeline_output"},
-    {"generator", "builtin", "fastpath", "greedy_decode", "generation_cache", "generator_inputs", "generator_saving",
-     "ctranslate2_backend"},
+    {
+        "generator",
+        "builtin",
+        "fastpath",
+        "greedy_decode",
+        "generation_cache",
+        "generator_inputs",
+        "generator_saving",
+        "ctranslate2_backend",
+    },
     {"pipeline", "pipeline_checks", "weighting", "rewards"},
     {"eval"},
     {"train"},

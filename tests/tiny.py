@@ -10,11 +10,14 @@ import os
 import torch
 
 
-def tiny_t5(seed: int = 0, *, tokenizer=None, d_model: int = 48, d_kv: int = 16, d_ff: int = 96):
+def tiny_t5(
+    seed: int = 0, *, tokenizer=None, d_model: int = 48, d_kv: int = 16, d_ff: int = 96, tie_word_embeddings=True
+):
     """A 2+2-layer T5: ``(model, tokenizer)``.
 
     The tokenizer defaults to the byte-level ``ByT5Tokenizer`` (no vocabulary file); the model's pad, eos and
-    decoder-start ids are taken from whichever tokenizer it gets.
+    decoder-start ids are taken from whichever tokenizer it gets. With tied embeddings (T5's default) a random T5
+    tends to repeat its input token, its start (pad) token included; ``tie_word_embeddings=False`` rarely writes it.
     """
     from transformers import ByT5Tokenizer, T5Config, T5ForConditionalGeneration
 
@@ -30,6 +33,7 @@ def tiny_t5(seed: int = 0, *, tokenizer=None, d_model: int = 48, d_kv: int = 16,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=tie_word_embeddings,
     )
     torch.manual_seed(seed)
     model = T5ForConditionalGeneration(config).eval()

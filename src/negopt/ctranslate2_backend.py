@@ -100,7 +100,16 @@ def convert(model: torch.nn.Module, tokenizer: Any, output_dir: str) -> str:
             with torch.no_grad():
                 return loader(plain, vocabulary)
 
-    return _InMemory().convert(output_dir, quantization="float32", force=True)
+    try:
+        return _InMemory().convert(output_dir, quantization="float32", force=True)
+    except (AttributeError, KeyError, TypeError, ValueError, NotImplementedError) as e:
+        import ctranslate2
+
+        raise ValueError(
+            f"CTranslate2 {ctranslate2.__version__} could not convert this {type(plain).__name__} "
+            f"({type(e).__name__}: {e}); use backend='torch', or a ctranslate2 release that supports this model "
+            f"with your transformers version."
+        ) from e
 
 
 class CT2Decoder:
