@@ -69,7 +69,8 @@ class _IdVocabulary:
 
 
 def _plain_model(model: torch.nn.Module) -> torch.nn.Module:
-    """A float32 copy of ``model`` with any peft adapter merged into its weights (the original is left alone)."""
+    """``model`` in float32 with any peft adapter merged into its weights: a copy when either needs changing (the
+    original is left alone)."""
     if hasattr(model, "peft_config"):
         if getattr(model, "_adapters_disabled", False):
             with model.disable_adapter():
@@ -77,6 +78,8 @@ def _plain_model(model: torch.nn.Module) -> torch.nn.Module:
             return base.float().eval()
         merged = copy.deepcopy(model).merge_and_unload()
         return merged.float().eval()
+    if all(p.dtype == torch.float32 for p in model.parameters()):
+        return model  # the converter only reads the weights: no copy needed
     return copy.deepcopy(model).float().eval()
 
 
@@ -129,6 +132,7 @@ class CT2Decoder:
         self.seq2seq = seq2seq
         self.precision = precision
         self.threads = threads
+        self.rows_to_transformers = 0  # rows whose output held the start token (see __call__)
         self._params = ParamList()
         self._state = model_state(model, self._params)
         self._model_id = id(model)
@@ -187,6 +191,7 @@ class CT2Decoder:
             # the model wrote. The two can differ only once the output holds the start token: such rows go to
             # transformers (with a penalty below 1, which favours the start token, every row does).
             out = [None if plan.start in r or plan.repetition_penalty < 1.0 else r for r in out]
+            self.rows_to_transformers += sum(r is None for r in out)
         elif plan.repetition_penalty != 1.0 or plan.no_repeat_ngram_size > 0:
             # transformers' penalty and n-gram ban count the prompt: CTranslate2 counts it when it decodes the
             # prompt as a forced prefix (one row at a time, since its lengths then count the prompt).
