@@ -44,7 +44,7 @@ def main() -> None:
 
     options: dict[str, dict] = {f"optimize({p!r})": {"precision": p} for p in ("float32", "bfloat16", "int8")}
     if ctranslate2_backend.available():
-        for p, threads in (("float32", 1), ("int8", 1), ("int8", 2)):
+        for p, threads in (("float32", 1), ("int8", 1)):
             options[f"ctranslate2 {p}, {threads} thr"] = {"precision": p, "backend": "ctranslate2", "threads": threads}
     gens = {"eager float32": NegOptGenerator(model, tok, cache_size=0)}
     setup: dict[str, tuple[float, float]] = {"eager float32": (0.0, 0.0)}

@@ -207,6 +207,19 @@ def test_lora_adapter_is_merged_and_a_changed_model_goes_back_to_torch(models):
     assert after == reference(PROMPTS)
 
 
+def test_torch_keeps_its_thread_count(models):
+    """Loading a CTranslate2 model sets the OpenMP thread count, which torch can share: torch's must not change."""
+    model, tok = models["t5"]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        gen = NegOptGenerator(model, tok).optimize(backend="ctranslate2", threads=1)
+        gen(PROMPTS[:2])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_other_calls_run_in_transformers_and_the_cache_keeps_them_apart(models):
     model, tok = models["gpt2"]
     reference = NegOptGenerator(model, tok, cache_size=0)

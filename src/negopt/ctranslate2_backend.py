@@ -139,10 +139,16 @@ class CT2Decoder:
         config = model.config
         self._start = getattr(config, "decoder_start_token_id", None) if seq2seq else None
         cls = ctranslate2.Translator if seq2seq else ctranslate2.Generator
-        with tempfile.TemporaryDirectory(prefix="negopt-ct2-") as folder:
-            path = convert(model, tokenizer, os.path.join(folder, "model"))
-            compute_type = "int8_float32" if precision == "int8" else "float32"
-            self._engine = cls(path, device="cpu", compute_type=compute_type, intra_threads=threads)
+        torch_threads = torch.get_num_threads()
+        try:
+            with tempfile.TemporaryDirectory(prefix="negopt-ct2-") as folder:
+                path = convert(model, tokenizer, os.path.join(folder, "model"))
+                compute_type = "int8_float32" if precision == "int8" else "float32"
+                self._engine = cls(path, device="cpu", compute_type=compute_type, intra_threads=threads)
+        finally:
+            # Loading sets the OpenMP thread count of the calling thread, which torch shares when its OpenMP
+            # runtime was loaded first: give torch back its own count.
+            torch.set_num_threads(torch_threads)
 
     def is_current(self, model: torch.nn.Module) -> bool:
         """Whether ``model`` still has the weights (and adapter) it had when it was converted."""
