@@ -198,6 +198,12 @@ def test_lora_adapter_is_merged_and_a_changed_model_goes_back_to_torch(models):
     fast = NegOptGenerator(peft_model, tok, cache_size=0).optimize(backend="ctranslate2")
     assert fast(PROMPTS) == expected
     assert fast.model is peft_model and hasattr(peft_model, "peft_config")  # the user's model is left alone
+    with peft_model.disable_adapter():  # converted without the adapter, as the model then computes
+        bare = NegOptGenerator(peft_model, tok, cache_size=0).optimize(backend="ctranslate2")
+        assert bare(PROMPTS) == NegOptGenerator(model, tok, cache_size=0)(PROMPTS)
+    assert fast(PROMPTS) == expected and hasattr(
+        peft_model.base_model.model.encoder.block[0].layer[0].SelfAttention.q, "lora_A"
+    )
     with torch.no_grad():  # an optimizer-like in-place update
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:

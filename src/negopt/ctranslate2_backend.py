@@ -72,12 +72,10 @@ def _plain_model(model: torch.nn.Module) -> torch.nn.Module:
     """``model`` in float32 with any peft adapter merged into its weights: a copy when either needs changing (the
     original is left alone)."""
     if hasattr(model, "peft_config"):
-        if getattr(model, "_adapters_disabled", False):
-            with model.disable_adapter():
-                base = copy.deepcopy(model.get_base_model())
-            return base.float().eval()
-        merged = copy.deepcopy(model).merge_and_unload()
-        return merged.float().eval()
+        copied = copy.deepcopy(model)
+        # Inside ``disable_adapter()`` the model computes without its adapter: drop it rather than merge it.
+        plain = copied.unload() if getattr(model, "_adapters_disabled", False) else copied.merge_and_unload()
+        return plain.float().eval()
     if all(p.dtype == torch.float32 for p in model.parameters()):
         return model  # the converter only reads the weights: no copy needed
     return copy.deepcopy(model).float().eval()

@@ -217,15 +217,10 @@ class NegOptGenerator:
           little; see the benchmarks page). ``compile=False`` on a GPU only casts.
         - ``warmup``: generate once for a short prompt now, so that the first real call does not pay for compiling
           (which takes tens of seconds, and again for each new bucket of input lengths or ``max_new_tokens``).
-        - ``backend="ctranslate2"`` (CPU; ``pip install "negopt[ctranslate2]"``): the same greedy calls run in
-          `CTranslate2 <https://opennmt.net/CTranslate2/>`_ instead, in ``"float32"`` or ``"int8"`` (int8 weights,
-          the fastest on a CPU; see the benchmarks page). The model, with any LoRA adapter merged into a copy, is
-          converted in memory in about a second, and kept beside the torch model, which serves every other call
-          and is left as it was. In float32 the output is the torch path's, token for token (rows whose output
-          holds a seq2seq model's start token, where CTranslate2's repetition penalty counts differently, are run
-          in transformers). T5, GPT-2 and the other architectures CTranslate2's converter knows are supported. If
-          the model changes afterwards (new weights, another adapter), calls go back to transformers with a
-          warning until ``optimize`` runs again.
+        - ``backend="ctranslate2"`` (CPU; ``pip install "negopt[ctranslate2]"``): those greedy calls run in
+          CTranslate2 instead, in ``"float32"`` (the torch path's output, token for token) or ``"int8"`` (the
+          fastest on a CPU). The model (an adapter merged into a copy) is converted in memory; the torch model
+          serves every other call, and again, with a warning, once its weights or adapter change.
 
         Clears the cache. Call it once, after :meth:`to`.
 
