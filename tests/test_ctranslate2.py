@@ -151,6 +151,24 @@ def test_float32_equals_the_torch_path_token_for_token(which, settings, models):
     assert counter.n == 0  # CTranslate2 answered every call
 
 
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"max_new_tokens": 10, "forced_bos_token_id": 70},
+        {"max_new_tokens": 10, "forced_eos_token_id": 1},
+        {"max_new_tokens": 6, "min_new_tokens": 6, "forced_bos_token_id": 70, "forced_eos_token_id": 1},
+    ],
+    ids=["forced_bos", "forced_eos", "both"],
+)
+def test_forced_first_and_last_tokens_equal_the_torch_path(kw, models):
+    model, tok = models["t5"]
+    model = eager_to_stop(model, tok)
+    fast = NegOptGenerator(copy.deepcopy(model), tok, cache_size=0).optimize(backend="ctranslate2")
+    counter = ForwardCounter(fast.model)
+    assert fast(PROMPTS, **kw) == NegOptGenerator(model, tok, cache_size=0)(PROMPTS, **kw)
+    assert counter.n == 0
+
+
 def test_rows_with_the_start_token_go_to_transformers(models):
     """Random tiny T5s write their start (pad) token: those rows must be transformers' answer, and the others
     CTranslate2's, in the order of the call."""
