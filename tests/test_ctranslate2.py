@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import warnings
 
 import pytest
 import torch
@@ -97,32 +98,39 @@ def test_ctranslate2_counts_only_written_tokens_and_negopt_restores_transformers
         hf = out[0, 1:].tolist() if seq2seq else out[0, len(ids) :].tolist()
         context = [plan.start] if seq2seq else ids
         assert written_out_greedy(model, ids, 14, 1.3, 2, plan.start, plan.eos, context) == hf
+        options = {"beam_size": 1, "repetition_penalty": 1.3, "no_repeat_ngram_size": 2, "return_end_token": True}
+        options["end_token"] = [str(e) for e in plan.eos]
         if seq2seq:
-            raw = decoder._engine.translate_batch(
-                [[str(t) for t in ids]], beam_size=1, max_decoding_length=14, repetition_penalty=1.3,
-                no_repeat_ngram_size=2, end_token=[str(e) for e in plan.eos], return_end_token=True,
-            )  # fmt: skip
+            raw = decoder._engine.translate_batch([[str(t) for t in ids]], max_decoding_length=14, **options)
             own = [int(t) for t in raw[0].hypotheses[0]]
-            assert own == written_out_greedy(model, ids, 14, 1.3, 2, plan.start, plan.eos, [])
-        got = decoder([ids], plan)[0]
-        assert got is None or got == hf  # None: a row that holds the start token, which transformers runs
+        else:
+            raw = decoder._engine.generate_batch(
+                [[str(t) for t in ids]], max_length=14, include_prompt_in_result=False, **options
+            )
+            own = list(raw[0].sequences_ids[0])
+        assert own == written_out_greedy(model, ids, 14, 1.3, 2, plan.start, plan.eos, [])
+        if seq2seq:
+            got = decoder([ids], plan)[0]
+            assert got is None or got == hf  # None: a row that holds the start token, which transformers runs
+        else:  # counting the prompt would take CTranslate2 a step a prompt token: such calls stay in torch
+            assert not decoder.accepts(plan)
 
 
 def eager_to_stop(model, tokenizer):
     """A copy of ``model`` that stops after a few tokens, so that length settings decide outputs: its end-of-text
-    output row is 1.1 times the row of the token it writes most (T5), or doubled (GPT-2, whose tied rows are also
-    its input embeddings)."""
+    output row is made like the row of the token it writes most (T5: 1.1 times that row; GPT-2, whose output rows
+    are also its input embeddings: plus 0.7 times it)."""
     model = copy.deepcopy(model)
-    ids = tokenizer(PROMPTS[1], return_tensors="pt")
+    ids = NegOptGenerator(model, tokenizer).encode_prompts([PROMPTS[1]])[0]
     with torch.no_grad():
-        out = model.generate(**ids, max_new_tokens=24, min_new_tokens=24, pad_token_id=tokenizer.pad_token_id)
-        new = out[0, 1:] if model.config.is_encoder_decoder else out[0, ids["input_ids"].shape[1] :]
+        out = model.generate(torch.tensor([ids]), max_new_tokens=24, min_new_tokens=24, pad_token_id=0)
+        new = out[0, 1:] if model.config.is_encoder_decoder else out[0, len(ids) :]
         favourite = int(torch.mode(new).values)
         rows = model.get_output_embeddings().weight
         if model.config.is_encoder_decoder:
             rows[tokenizer.eos_token_id] = 1.1 * rows[favourite]
         else:
-            rows[tokenizer.eos_token_id] *= 2
+            rows[tokenizer.eos_token_id] += 0.7 * rows[favourite]
     return model
 
 
@@ -141,10 +149,14 @@ def test_float32_equals_the_torch_path_token_for_token(which, settings, models):
         # min_length counts the start token (seq2seq) or the prompt, padded to the longest of the batch (causal)
         "min_length": {"max_new_tokens": 24, "min_length": 12 if which == "t5" else longest + 12},
     }[settings]
+    if which == "gpt2":  # calls that count the prompt stay in torch (see the next test)
+        kw.update(repetition_penalty=1.0, no_repeat_ngram_size=0)
     expected = reference(PROMPTS, **kw)
     if settings != "defaults":  # the model stops early: the length setting changes outputs
-        assert expected != reference(PROMPTS, max_new_tokens=24)
-    fast = NegOptGenerator(copy.deepcopy(model), tok, cache_size=0).optimize(backend="ctranslate2")
+        assert expected != reference(PROMPTS, **{k: v for k, v in kw.items() if not k.startswith("min_")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GPT-2: negopt's defaults stay in torch (tested below)
+        fast = NegOptGenerator(copy.deepcopy(model), tok, cache_size=0).optimize(backend="ctranslate2")
     counter = ForwardCounter(fast.model)
     assert fast(PROMPTS, **kw) == expected  # one batched call
     assert [fast(p, **kw) for p in PROMPTS] == [reference(p, **kw) for p in PROMPTS]  # one prompt a call
@@ -169,6 +181,23 @@ def test_forced_first_and_last_tokens_equal_the_torch_path(kw, models):
     assert counter.n == 0
 
 
+def test_causal_calls_that_count_the_prompt_stay_in_torch_with_a_warning(models):
+    model, tok = models["gpt2"]
+    with pytest.warns(UserWarning, match="no_repeat_ngram_size=0"):
+        fast = NegOptGenerator(copy.deepcopy(model), tok, cache_size=0).optimize(backend="ctranslate2")
+    counter = ForwardCounter(fast.model)
+    assert fast(PROMPTS[:3]) == NegOptGenerator(model, tok, cache_size=0)(PROMPTS[:3])
+    assert counter.n > 0  # torch answered
+    counter.n = 0
+    neutral = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "max_new_tokens": 12}
+    assert fast(PROMPTS[:3], **neutral) == NegOptGenerator(model, tok, cache_size=0)(PROMPTS[:3], **neutral)
+    assert counter.n == 0  # CTranslate2 answered
+    t5, t5_tok = models["t5"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a seq2seq model with negopt's defaults runs in CTranslate2: no warning
+        NegOptGenerator(t5, t5_tok).optimize(backend="ctranslate2")
+
+
 def test_rows_with_the_start_token_go_to_transformers(models):
     """Random tiny T5s write their start (pad) token: those rows must be transformers' answer, and the others
     CTranslate2's, in the order of the call."""
@@ -190,7 +219,9 @@ def test_int8_changes_outputs_within_the_documented_bound(which, models):
     model, tok = models[which]
     kw = {"max_new_tokens": 16, "min_new_tokens": 16}
     seq2seq = which == "t5"
-    plan = greedy_plan(model, {**kw, "repetition_penalty": 1.2, "no_repeat_ngram_size": 3, "pad_token_id": 0}, seq2seq)
+    if not seq2seq:  # a causal model runs in CTranslate2 with the penalties off (see above)
+        kw.update(repetition_penalty=1.0, no_repeat_ngram_size=0)
+    plan = greedy_plan(model, {"repetition_penalty": 1.2, "no_repeat_ngram_size": 3, **kw, "pad_token_id": 0}, seq2seq)
     f32 = CT2Decoder(model, tok, "float32", 1, seq2seq)
     i8 = CT2Decoder(model, tok, "int8", 1, seq2seq)
     rows = [tok(p)["input_ids"] for p in PROMPTS]
@@ -198,7 +229,9 @@ def test_int8_changes_outputs_within_the_documented_bound(which, models):
     pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
     same = sum(x[:8] == y[:8] for x, y in pairs)
     assert len(pairs) >= 4 and same >= len(pairs) / 2, (same, len(pairs))
-    gen = NegOptGenerator(copy.deepcopy(model), tok, cache_size=0).optimize("int8", backend="ctranslate2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GPT-2: negopt's defaults stay in torch
+        gen = NegOptGenerator(copy.deepcopy(model), tok, cache_size=0).optimize("int8", backend="ctranslate2")
     texts = gen(PROMPTS, **kw)
     assert all(isinstance(t, str) for t in texts) and sum(bool(t) for t in texts) >= len(PROMPTS) - 1
 

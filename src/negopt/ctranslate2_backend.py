@@ -8,9 +8,11 @@ vocabulary is the token ids written as strings (``"0"``, ``"1"``, ...), so ids g
 whatever the tokenizer's token strings are.
 
 CTranslate2 applies ``repetition_penalty`` and ``no_repeat_ngram_size`` to the tokens the model wrote (and to a
-forced first token); transformers also counts the decoder's start token (seq2seq) or the prompt (causal). With those
-two settings off, the float32 output is transformers' token for token (tested); with them on, the outputs differ
-only where the model writes its start token (seq2seq) or repeats the prompt (causal).
+forced first token); transformers also counts the decoder's start token (seq2seq) or the prompt (causal). For a
+seq2seq model the two can differ only once an output holds the start token, and such rows are made again by
+transformers. A causal model's prompt counts in CTranslate2 only when it decodes the prompt as a forced prefix, one
+token a step, which was slower than torch: calls of a causal model that use either setting run in torch. So the
+float32 output is transformers' token for token (tested).
 """
 
 from __future__ import annotations
@@ -113,6 +115,12 @@ def convert(model: torch.nn.Module, tokenizer: Any, output_dir: str) -> str:
         ) from e
 
 
+def counts_prompt(plan: GreedyPlan) -> bool:
+    """Whether transformers' rules for this plan count a causal model's prompt, which CTranslate2 does only when it
+    decodes the prompt token by token (slower than torch): such calls run in torch."""
+    return plan.repetition_penalty != 1.0 or plan.no_repeat_ngram_size > 0
+
+
 class CT2Decoder:
     """Greedy decoding of token ids in CTranslate2, for the calls :func:`negopt.greedy_decode.greedy_plan` accepts.
 
@@ -158,6 +166,8 @@ class CT2Decoder:
             return False
         if self.seq2seq and plan.start != self._start:
             return False
+        if not self.seq2seq and counts_prompt(plan):
+            return False
         return plan.forced_eos is None or plan.max_new_tokens >= 2
 
     def __call__(self, rows: list[list[int]], plan: GreedyPlan) -> list[list[int] | None]:
@@ -196,19 +206,6 @@ class CT2Decoder:
             # transformers (with a penalty below 1, which favours the start token, every row does).
             out = [None if plan.start in r or plan.repetition_penalty < 1.0 else r for r in out]
             self.rows_to_transformers += sum(r is None for r in out)
-        elif plan.repetition_penalty != 1.0 or plan.no_repeat_ngram_size > 0:
-            # transformers' penalty and n-gram ban count the prompt: CTranslate2 counts it when it decodes the
-            # prompt as a forced prefix (one row at a time, since its lengths then count the prompt).
-            out = []
-            for row in source:
-                (result,) = self._engine.generate_batch(
-                    [row],
-                    max_length=len(row) - 1 + max_new,
-                    min_length=len(row) - 1 + min_new,
-                    include_prompt_in_result=True,
-                    **options,
-                )
-                out.append(list(result.sequences_ids[0])[len(row) :])
         else:
             results = self._engine.generate_batch(
                 source, max_length=max_new, min_length=min_new, include_prompt_in_result=False, **options

@@ -152,8 +152,10 @@ def prepare_ctranslate2(
     threads: int | None,
     device: torch.device,
     seq2seq: bool,
+    default_kwargs: dict[str, Any],
 ) -> tuple[dict[str, Any], CT2Decoder]:
-    """``optimize(backend="ctranslate2")``: checks the arguments, converts the model, loads it in CTranslate2.
+    """``optimize(backend="ctranslate2")``: checks the arguments, converts the model, loads it in CTranslate2; warns
+    when the generator's default settings (``default_kwargs``) keep its calls in torch.
 
     Returns:
         The settings (``{"backend": "ctranslate2", "precision": ..., "threads": ...}``) and the decoder.
@@ -185,6 +187,15 @@ def prepare_ctranslate2(
         )
     threads = 1 if threads is None else threads
     decoder = ctranslate2_backend.CT2Decoder(model, tokenizer, precision, threads, seq2seq)
+    plan = greedy_plan(model, default_kwargs, seq2seq)
+    if plan is not None and not seq2seq and ctranslate2_backend.counts_prompt(plan):
+        warnings.warn(
+            "backend='ctranslate2' leaves this causal model's calls in torch while repetition_penalty or "
+            "no_repeat_ngram_size is set (negopt's defaults): transformers counts the prompt in both, which "
+            "CTranslate2 does only token by token, slower than torch. Pass repetition_penalty=1.0 and "
+            "no_repeat_ngram_size=0 (per call, or in the generator's config) to run in CTranslate2.",
+            stacklevel=4,
+        )
     return {"backend": "ctranslate2", "precision": precision, "compile": False, "threads": threads}, decoder
 
 

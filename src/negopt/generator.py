@@ -253,9 +253,11 @@ class NegOptGenerator:
         if fastpath.check_backend(backend, threads) == "ctranslate2":
             if not isinstance(warmup, bool):
                 raise TypeError(f"warmup must be a bool, got {type(warmup).__name__}: {warmup!r}.")
+            defaults = inputs.generation_kwargs(self.config, 1, {}, self._pad_token_id)
             self._fast, self._decoder = fastpath.prepare_ctranslate2(
-                self.model, self.tokenizer, self._fast, precision, compile, threads, self.device, self.is_seq2seq
-            )
+                self.model, self.tokenizer, self._fast, precision, compile, threads, self.device, self.is_seq2seq,
+                defaults,
+            )  # fmt: skip
         else:
             self.model, self._fast, self._decoder = fastpath.prepare(
                 self.model, self._fast, precision, compile, warmup, self.device, self.dtype
