@@ -286,6 +286,33 @@ def test_generate_keeps_one_output_line_per_input_line(tmp_path, capsys):
     assert rows[1]["negative_prompt"] == "" and rows[0]["negative_prompt"]
 
 
+def test_generate_with_precision_and_backend(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("ctranslate2")
+    from tiny import save_tiny_t5
+
+    folder = save_tiny_t5(tmp_path / "gen")
+    prompts = ["a cat", "a red fox in the snow"]
+    assert main(["generate", "--model", folder, *prompts]) == 0
+    plain = capsys.readouterr().out
+    # float32 in CTranslate2 ("auto" on a CPU): the same text as the torch path
+    assert main(["generate", "--model", folder, "--backend", "ctranslate2", *prompts]) == 0
+    assert capsys.readouterr().out == plain
+    assert main(["generate", "--model", folder, "--backend", "ctranslate2", "--precision", "int8", *prompts]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    for argv, named in [
+        (["--precision", "int8", "a cat"], "--precision and --backend make a --model fast"),
+        (["--model", folder, "--precision", "float16", "a cat"], "float16"),
+        (["--model", folder, "--backend", "onnx", "a cat"], "--backend"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            main(["generate", *argv])
+        assert e.value.code == 2 and named in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)  # as if the extra were not installed
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--model", folder, "--backend", "ctranslate2", "a cat"])
+    assert e.value.code == 2 and "negopt[ctranslate2]" in capsys.readouterr().err
+
+
 def test_generator_config_flags_need_a_model(capsys):
     with pytest.raises(SystemExit) as e:
         main(["generate", "--prompt-template", "x {prompt}", "a cat"])
