@@ -83,8 +83,9 @@ def _plain_model(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model).float().eval()
 
 
-def convert(model: torch.nn.Module, tokenizer: Any, output_dir: str) -> str:
-    """Write ``model`` in CTranslate2's format (float32 weights) to ``output_dir``."""
+def convert(model: torch.nn.Module, tokenizer: Any, output_dir: str, precision: str = "float32") -> str:
+    """Write ``model`` in CTranslate2's format to ``output_dir``, its weights in ``precision`` (``"float32"`` or
+    ``"int8"``)."""
     from ctranslate2.converters import Converter
     from ctranslate2.converters.transformers import _MODEL_LOADERS
 
@@ -104,7 +105,7 @@ def convert(model: torch.nn.Module, tokenizer: Any, output_dir: str) -> str:
                 return loader(plain, vocabulary)
 
     try:
-        return _InMemory().convert(output_dir, quantization="float32", force=True)
+        return _InMemory().convert(output_dir, quantization=precision, force=True)
     except (AttributeError, KeyError, TypeError, ValueError, NotImplementedError) as e:
         import ctranslate2
 
@@ -148,7 +149,8 @@ class CT2Decoder:
         torch_threads = torch.get_num_threads()
         try:
             with tempfile.TemporaryDirectory(prefix="negopt-ct2-") as folder:
-                path = convert(model, tokenizer, os.path.join(folder, "model"))
+                # Weights are quantized while converting: the folder and the loaded model hold int8, not float32.
+                path = convert(model, tokenizer, os.path.join(folder, "model"), precision)
                 compute_type = "int8_float32" if precision == "int8" else "float32"
                 self._engine = cls(path, device="cpu", compute_type=compute_type, intra_threads=threads)
         finally:
