@@ -49,8 +49,12 @@ class ForwardCounter:
 @pytest.fixture(scope="module")
 def models():
     # Untied T5s (see tiny_t5): seed 1 never writes its start token on PROMPTS, seed 11 does on 6 of 8.
+    tied, tok = tiny_t5(0)  # T5's default: output rows tied to the input embeddings, scaled by d_model ** -0.5
+    with torch.no_grad():  # a random T5 repeats its input token, the start (pad) token first; a zero row stops that
+        tied.get_output_embeddings().weight[tok.pad_token_id].zero_()
     return {
         "t5": tiny_t5(1, tie_word_embeddings=False),
+        "t5_tied": (tied, tok),
         "t5_start": tiny_t5(11, tie_word_embeddings=False),
         "gpt2": tiny_gpt2(),
     }
@@ -134,7 +138,7 @@ def eager_to_stop(model, tokenizer):
     return model
 
 
-@pytest.mark.parametrize("which", ["t5", "gpt2"])
+@pytest.mark.parametrize("which", ["t5", "t5_tied", "gpt2"])
 @pytest.mark.parametrize("settings", ["defaults", "min_new_tokens", "min_length"])
 # A short prompt alone cannot reach a min_length set for the longest: transformers warns, both paths stop at the max.
 @pytest.mark.filterwarnings("ignore:Unfeasible length constraints")
@@ -147,7 +151,7 @@ def test_float32_equals_the_torch_path_token_for_token(which, settings, models):
         "defaults": {"max_new_tokens": 24},
         "min_new_tokens": {"max_new_tokens": 24, "min_new_tokens": 12},
         # min_length counts the start token (seq2seq) or the prompt, padded to the longest of the batch (causal)
-        "min_length": {"max_new_tokens": 24, "min_length": 12 if which == "t5" else longest + 12},
+        "min_length": {"max_new_tokens": 24, "min_length": longest + 12 if which == "gpt2" else 12},
     }[settings]
     if which == "gpt2":  # calls that count the prompt stay in torch (see the next test)
         kw.update(repetition_penalty=1.0, no_repeat_ngram_size=0)
