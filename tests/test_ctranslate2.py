@@ -52,8 +52,20 @@ def models():
     tied, tok = tiny_t5(0)  # T5's default: output rows tied to the input embeddings, scaled by d_model ** -0.5
     with torch.no_grad():  # a random T5 repeats its input token, the start (pad) token first; a zero row stops that
         tied.get_output_embeddings().weight[tok.pad_token_id].zero_()
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    # flan-t5's kind of T5 (T5 v1.1): gated-GELU feed-forward, untied output layer; seed 7 never writes its start
+    # token in these tests
+    flan = T5Config(
+        vocab_size=len(tok), d_model=48, d_kv=16, num_heads=4, d_ff=96, num_layers=2, num_decoder_layers=2,
+        feed_forward_proj="gated-gelu", tie_word_embeddings=False, pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(7)
+    flan_t5 = T5ForConditionalGeneration(flan).eval()
     return {
         "t5": tiny_t5(1, tie_word_embeddings=False),
+        "flan_t5": (flan_t5, tok),
         "t5_tied": (tied, tok),
         "t5_start": tiny_t5(11, tie_word_embeddings=False),
         "gpt2": tiny_gpt2(),
@@ -138,7 +150,7 @@ def eager_to_stop(model, tokenizer):
     return model
 
 
-@pytest.mark.parametrize("which", ["t5", "t5_tied", "gpt2"])
+@pytest.mark.parametrize("which", ["t5", "t5_tied", "flan_t5", "gpt2"])
 @pytest.mark.parametrize("settings", ["defaults", "min_new_tokens", "min_length"])
 # A short prompt alone cannot reach a min_length set for the longest: transformers warns, both paths stop at the max.
 @pytest.mark.filterwarnings("ignore:Unfeasible length constraints")
