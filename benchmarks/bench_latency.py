@@ -54,6 +54,17 @@ def _time(gens: dict, prompts: list[str], kw: dict) -> tuple[dict[str, list[floa
     return times, same
 
 
+def _print_rows(title: str, times: dict, same: dict, n: int, width: int, setup: dict | None = None) -> None:
+    """One line a generator: median, ratio to eager float32, agreement with it, and ``optimize()``'s cost."""
+    eager = statistics.median(times["eager float32"])
+    for name, t in times.items():
+        cost = "" if setup is None else f"; optimize() {setup[name][0]:.1f} s, {setup[name][1]:+.0f} MB RSS"
+        print(
+            f"{title}batch-1 {name:{width}s}: median {statistics.median(t) * 1000:5.0f} ms over {n} prompts, 32 "
+            f"tokens ({eager / statistics.median(t):.1f}x eager; same text as float32 on {same[name]}/{n}{cost})"
+        )
+
+
 def causal() -> None:
     """The ``--causal`` table."""
     import warnings
@@ -87,13 +98,7 @@ def causal() -> None:
     ):
         kw = {"max_new_tokens": 32, "min_new_tokens": 32, **extra}
         times, same = _time({"eager float32": eager, "ctranslate2 int8": fast}, prompts, kw)
-        base = statistics.median(times["eager float32"])
-        for name, t in times.items():
-            print(
-                f"{title}: batch-1 {name:16s}: median {statistics.median(t) * 1000:5.0f} ms over {len(prompts)} "
-                f"prompts, 32 tokens ({base / statistics.median(t):.1f}x eager; same text as float32 on "
-                f"{same[name]}/{len(prompts)})"
-            )
+        _print_rows(f"{title}: ", times, same, len(prompts), 16)
 
 
 def main() -> None:
@@ -140,13 +145,7 @@ def main() -> None:
                 build(name, opts)
                 group[name] = gens[name]
         times, same = _time(group, prompts, kw)
-        eager = statistics.median(times["eager float32"])
-        for name, t in times.items():
-            print(
-                f"{title}batch-1 {name:28s}: median {statistics.median(t) * 1000:5.0f} ms over {len(prompts)} "
-                f"prompts, 32 tokens ({eager / statistics.median(t):.1f}x eager; same text as float32 on "
-                f"{same[name]}/{len(prompts)}; optimize() {setup[name][0]:.1f} s, {setup[name][1]:+.0f} MB RSS)"
-            )
+        _print_rows(title, times, same, len(prompts), 28, setup)
     print(f"load average after: {os.getloadavg()}")
 
 

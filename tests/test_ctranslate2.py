@@ -19,31 +19,9 @@ pytest.importorskip("ctranslate2")
 from negopt.ctranslate2_backend import CT2Decoder  # noqa: E402
 from negopt.generator import NegOptGenerator  # noqa: E402
 from negopt.greedy_decode import greedy_plan  # noqa: E402
-from tiny import tiny_gpt2, tiny_t5  # noqa: E402
+from tiny import PROMPTS, ForwardCounter, tiny_gpt2, tiny_t5  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-PROMPTS = [
-    "a cat",
-    "a portrait photo of an old fisherman, detailed wrinkles, 85mm, dramatic lighting",
-    "city at night",
-    "a bowl of fruit on a wooden table, oil painting, still life",
-    "(masterpiece:1.2), 1girl, solo, cherry blossoms",
-    "a dog",
-    "an astronaut riding a horse on mars, cinematic, 4k, highly detailed, trending on artstation",
-    "mountain lake at dawn",
-]
-
-
-class ForwardCounter:
-    """Counts forward passes of a real torch model, to tell CTranslate2's answer from a torch run."""
-
-    def __init__(self, model):
-        self.n = 0
-        model.register_forward_hook(self)
-
-    def __call__(self, module, args, output):
-        self.n += 1
 
 
 @pytest.fixture(scope="module")
@@ -278,6 +256,22 @@ def test_lora_adapter_is_merged_and_a_changed_model_goes_back_to_torch(models):
     with pytest.warns(UserWarning, match="changed since optimize"):
         after = fast(PROMPTS)
     assert after == reference(PROMPTS)
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+@pytest.mark.parametrize("which", ["t5", "gpt2"])
+def test_the_users_model_is_left_bit_for_bit_as_it_was(which, precision, models):
+    """Quantizing while converting changed some of the torch model's weights in place (CTranslate2 holds views of
+    them): the model that serves every other call, and that save_pretrained writes, must stay as it was."""
+    model, tok = models[which]
+    model = copy.deepcopy(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GPT-2: negopt's defaults stay in torch
+        gen = NegOptGenerator(model, tok).optimize(precision, backend="ctranslate2")
+    gen(PROMPTS[:2])
+    assert gen.model is model
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_torch_keeps_its_thread_count(models):

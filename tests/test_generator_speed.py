@@ -14,32 +14,11 @@ import torch
 
 from negopt.config import NegOptConfig
 from negopt.generator import NegOptGenerator
-from tiny import tiny_gpt2, tiny_t5
+from tiny import PROMPTS, ForwardCounter, tiny_gpt2, tiny_t5
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-PROMPTS = [
-    "a cat",
-    "a portrait photo of an old fisherman, detailed wrinkles, 85mm, dramatic lighting",
-    "city at night",
-    "a bowl of fruit on a wooden table, oil painting, still life",
-    "(masterpiece:1.2), 1girl, solo, cherry blossoms",
-    "a dog",
-    "an astronaut riding a horse on mars, cinematic, 4k, highly detailed, trending on artstation",
-    "mountain lake at dawn",
-]
 SHORT = {"max_new_tokens": 12}
-
-
-class ForwardCounter:
-    """Counts forward passes of a real model (a forward hook), to tell a cache hit from a model run."""
-
-    def __init__(self, model):
-        self.n = 0
-        self.handle = model.register_forward_hook(self)
-
-    def __call__(self, module, args, output):
-        self.n += 1
 
 
 @pytest.fixture(scope="module")

@@ -144,3 +144,28 @@ def tiny_gpt2_words(words, seed: int = 0):
     tokenizer = word_tokenizer(words, append_eos=False)
     tokenizer.bos_token = "</s>"
     return tiny_gpt2(seed, tokenizer=tokenizer, n_positions=128)
+
+
+# Eight prompts of varied length and style, for the generator's tests.
+PROMPTS = [
+    "a cat",
+    "a portrait photo of an old fisherman, detailed wrinkles, 85mm, dramatic lighting",
+    "city at night",
+    "a bowl of fruit on a wooden table, oil painting, still life",
+    "(masterpiece:1.2), 1girl, solo, cherry blossoms",
+    "a dog",
+    "an astronaut riding a horse on mars, cinematic, 4k, highly detailed, trending on artstation",
+    "mountain lake at dawn",
+]
+
+
+class ForwardCounter:
+    """Counts forward passes of a real model (a forward hook): tells a cache hit, or another engine's answer, from a
+    run of this model."""
+
+    def __init__(self, model):
+        self.n = 0
+        self.handle = model.register_forward_hook(self)
+
+    def __call__(self, module, args, output):
+        self.n += 1

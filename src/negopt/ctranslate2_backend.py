@@ -71,15 +71,13 @@ class _IdVocabulary:
 
 
 def _plain_model(model: torch.nn.Module) -> torch.nn.Module:
-    """``model`` in float32 with any peft adapter merged into its weights: a copy when either needs changing (the
-    original is left alone)."""
+    """A float32 copy of ``model`` with any peft adapter merged into its weights (the original is left alone)."""
     if hasattr(model, "peft_config"):
         copied = copy.deepcopy(model)
         # Inside ``disable_adapter()`` the model computes without its adapter: drop it rather than merge it.
         plain = copied.unload() if getattr(model, "_adapters_disabled", False) else copied.merge_and_unload()
         return plain.float().eval()
-    if all(p.dtype == torch.float32 for p in model.parameters()):
-        return model  # the converter only reads the weights: no copy needed
+    # Always a copy: CTranslate2's converter holds views of the weights and, quantizing, changes some in place.
     return copy.deepcopy(model).float().eval()
 
 
