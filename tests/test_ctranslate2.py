@@ -177,8 +177,9 @@ def test_forced_first_and_last_tokens_equal_the_torch_path(kw, models):
 
 def test_causal_calls_that_count_the_prompt_stay_in_torch_with_a_warning(models):
     model, tok = models["gpt2"]
-    with pytest.warns(UserWarning, match="no_repeat_ngram_size=0"):
+    with pytest.warns(UserWarning, match="no_repeat_ngram_size=0") as caught:
         fast = NegOptGenerator(copy.deepcopy(model), tok, cache_size=0).optimize(backend="ctranslate2")
+    assert caught[0].filename == __file__  # the warning points at the user's call
     counter = ForwardCounter(fast.model)
     assert fast(PROMPTS[:3]) == NegOptGenerator(model, tok, cache_size=0)(PROMPTS[:3])
     assert counter.n > 0  # torch answered
@@ -253,8 +254,9 @@ def test_lora_adapter_is_merged_and_a_changed_model_goes_back_to_torch(models):
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:
                 p.mul_(3.0)
-    with pytest.warns(UserWarning, match="changed since optimize"):
+    with pytest.warns(UserWarning, match="changed since optimize") as caught:
         after = fast(PROMPTS)
+    assert caught[0].filename == __file__
     assert after == reference(PROMPTS)
 
 

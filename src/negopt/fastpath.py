@@ -194,7 +194,7 @@ def prepare_ctranslate2(
             "no_repeat_ngram_size is set (negopt's defaults): transformers counts the prompt in both, which "
             "CTranslate2 does only token by token, slower than torch. Pass repetition_penalty=1.0 and "
             "no_repeat_ngram_size=0 (per call, or in the generator's config) to run in CTranslate2.",
-            stacklevel=4,
+            stacklevel=3,  # the user's optimize() call
         )
     return {"backend": "ctranslate2", "precision": precision, "compile": False, "threads": threads}, decoder
 
