@@ -2,8 +2,8 @@
 
 Internal: this module's names may change in any release. The public surface is ``NegOptGenerator.optimize()``.
 
-A float32 copy of the model (a peft adapter merged into it) is converted in memory with CTranslate2's own loaders for the
-architecture (T5, GPT-2, ...) into a temporary folder, loaded, and the folder removed. The converted model's
+A float32 copy of the model (a peft adapter merged into it) is converted in memory with CTranslate2's own loaders
+for the architecture (T5, GPT-2, ...) into a temporary folder, loaded, and the folder removed. The converted model's
 vocabulary is the token ids written as strings (``"0"``, ``"1"``, ...), so ids go in and come out unchanged,
 whatever the tokenizer's token strings are.
 
