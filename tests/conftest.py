@@ -22,3 +22,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def t5_dir(tmp_path_factory):
+    """The tiny T5 of ``tiny.tiny_t5`` saved as a checkpoint folder, one a test module."""
+    from tiny import save_tiny_t5
+
+    return save_tiny_t5(tmp_path_factory.mktemp("t5"))
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    """The tiny GPT-2 of ``tiny.tiny_gpt2`` saved as a checkpoint folder, one a test module."""
+    from tiny import save_tiny_gpt2
+
+    return save_tiny_gpt2(tmp_path_factory.mktemp("gpt2"))

@@ -205,6 +205,12 @@ def test_rows_with_the_start_token_go_to_transformers(models):
     assert 0 < len(redo) < len(rows)  # both kinds occur in this case
     reference = NegOptGenerator(model, tok, cache_size=0)
     assert gen(PROMPTS, max_new_tokens=20) == reference(PROMPTS, max_new_tokens=20)
+    # A penalty below 1 favours the start token on every row: such calls go to transformers, CTranslate2 unused.
+    rewarding = greedy_plan(gen.model, {"max_new_tokens": 20, "repetition_penalty": 0.9, "pad_token_id": 0}, True)
+    assert not gen._decoder.accepts(rewarding)
+    assert gen(PROMPTS, max_new_tokens=20, repetition_penalty=0.9) == reference(
+        PROMPTS, max_new_tokens=20, repetition_penalty=0.9
+    )
 
 
 @pytest.mark.parametrize("which", ["t5", "gpt2"])

@@ -19,7 +19,7 @@ import torch
 from negopt import __version__
 from negopt.config import CONFIG_NAME, NegOptConfig
 from negopt.generator import NegOptGenerator
-from tiny import save_tiny_gpt2, save_tiny_t5, tiny_gpt2, tiny_t5
+from tiny import tiny_gpt2, tiny_t5
 
 PROMPTS = [
     "a cat",
@@ -34,16 +34,7 @@ SHORT = {"max_new_tokens": 12}
 
 
 # ------------------------------------------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def t5_dir(tmp_path_factory):
-    return save_tiny_t5(tmp_path_factory.mktemp("t5"))
-
-
-@pytest.fixture(scope="module")
-def gpt2_dir(tmp_path_factory):
-    return save_tiny_gpt2(tmp_path_factory.mktemp("gpt2"))
-
-
+# t5_dir and gpt2_dir: conftest.py
 @pytest.fixture(scope="module")
 def t5_gen(t5_dir):
     return NegOptGenerator.from_pretrained(t5_dir)

@@ -14,19 +14,9 @@ from huggingface_hub import ModelCard
 from negopt import hub
 from negopt.generator import NegOptGenerator
 from negopt.model_card import GeneratorCardInfo, generator_model_card, write_model_card
-from tiny import save_tiny_gpt2, save_tiny_t5, tiny_gpt2, tiny_t5
+from tiny import tiny_gpt2, tiny_t5
 
 SHORT = {"max_new_tokens": 8}
-
-
-@pytest.fixture(scope="module")
-def t5_dir(tmp_path_factory):
-    return save_tiny_t5(tmp_path_factory.mktemp("t5"))
-
-
-@pytest.fixture(scope="module")
-def gpt2_dir(tmp_path_factory):
-    return save_tiny_gpt2(tmp_path_factory.mktemp("gpt2"))
 
 
 def _copy(src, dst, keep=None):

@@ -18,6 +18,7 @@ float32 output is transformers' token for token (tested).
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import tempfile
 from typing import Any
@@ -26,6 +27,8 @@ import torch
 
 from negopt.generation_cache import ParamList, model_state
 from negopt.greedy_decode import GreedyPlan
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["PRECISIONS", "available", "convert", "counts_prompt", "CT2Decoder"]
 
@@ -134,12 +137,8 @@ class CT2Decoder:
         import ctranslate2
 
         self.seq2seq = seq2seq
-        self.precision = precision
-        self.threads = threads
-        self.rows_to_transformers = 0  # rows whose output held the start token (see __call__)
         self._params = ParamList()
-        self._state = model_state(model, self._params)
-        self._model_id = id(model)
+        self._state = model_state(model, self._params)  # the model's identity, weights and adapter
         config = model.config
         self._start = getattr(config, "decoder_start_token_id", None) if seq2seq else None
         cls = ctranslate2.Translator if seq2seq else ctranslate2.Generator
@@ -157,13 +156,15 @@ class CT2Decoder:
 
     def is_current(self, model: torch.nn.Module) -> bool:
         """Whether ``model`` still has the weights (and adapter) it had when it was converted."""
-        return id(model) == self._model_id and model_state(model, self._params) == self._state
+        return model_state(model, self._params) == self._state
 
     def accepts(self, plan: GreedyPlan) -> bool:
         """Whether CTranslate2 can run this plan (otherwise the call goes to the torch path)."""
         if not plan.eos:  # CTranslate2 always stops at an end token
             return False
-        if self.seq2seq and plan.start != self._start:
+        if self.seq2seq and (plan.start != self._start or plan.repetition_penalty < 1.0):
+            # (A penalty below 1 favours the start token, which transformers counts and CTranslate2 does not: every
+            # row would have to be made again, see __call__.)
             return False
         if not self.seq2seq and counts_prompt(plan):
             return False
@@ -201,10 +202,12 @@ class CT2Decoder:
             )
             out = [[int(t) for t in r.hypotheses[0]] for r in results]
             # transformers' repetition penalty and n-gram ban also count the start token; CTranslate2's only what
-            # the model wrote. The two can differ only once the output holds the start token: such rows go to
-            # transformers (with a penalty below 1, which favours the start token, every row does).
-            out = [None if plan.start in r or plan.repetition_penalty < 1.0 else r for r in out]
-            self.rows_to_transformers += sum(r is None for r in out)
+            # the model wrote. With a penalty of at least 1 the two can differ only once the output holds the start
+            # token: such rows go to transformers.
+            out = [None if plan.start in r else r for r in out]
+            redo = sum(r is None for r in out)
+            if redo:
+                logger.info("%d of %d outputs hold the start token: transformers writes them again", redo, len(out))
         else:
             results = self._engine.generate_batch(
                 source, max_length=max_new, min_length=min_new, include_prompt_in_result=False, **options

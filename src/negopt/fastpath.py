@@ -80,7 +80,6 @@ def prepare(
     fast: dict[str, Any] | None,
     precision: str | torch.dtype,
     compile: bool | None,
-    warmup: bool,
     device: torch.device,
     dtype: torch.dtype,
 ) -> tuple[torch.nn.Module, dict[str, Any], GreedyDecoder]:
@@ -90,7 +89,7 @@ def prepare(
     Args:
         model: The generator's model.
         fast: The settings of an earlier ``optimize`` (None: none yet).
-        precision, compile, warmup: As passed to ``optimize``.
+        precision, compile: As passed to ``optimize``.
         device: The model's device.
         dtype: The dtype of its floating-point parameters.
 
@@ -102,8 +101,6 @@ def prepare(
         raise TypeError(
             f"compile must be True, False or None (on a GPU only), got {type(compile).__name__}: {compile!r}."
         )
-    if not isinstance(warmup, bool):
-        raise TypeError(f"warmup must be a bool, got {type(warmup).__name__}: {warmup!r}.")
     precision = resolve_precision(precision, device)
     if compile is None:
         compile = device.type == "cuda"
@@ -128,8 +125,11 @@ def prepare(
     return model, fast, GreedyDecoder(base, compile=compile)
 
 
-def check_backend(backend: Any, threads: Any) -> str:
-    """``optimize``'s ``backend`` and ``threads``, checked."""
+def check_backend(backend: Any, threads: Any, warmup: Any) -> str:
+    """``optimize``'s ``backend``, ``threads`` and ``warmup``, checked (``prepare`` and ``prepare_ctranslate2``
+    check the rest)."""
+    if not isinstance(warmup, bool):
+        raise TypeError(f"warmup must be a bool, got {type(warmup).__name__}: {warmup!r}.")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be 'torch' or 'ctranslate2', got {backend!r}.")
     if threads is not None:

@@ -250,9 +250,7 @@ class NegOptGenerator:
             >>> cpu = NegOptGenerator.from_pretrained("path/to/generator")  # doctest: +SKIP
             >>> cpu.optimize("int8", backend="ctranslate2")  # int8 weights in CTranslate2  # doctest: +SKIP
         """
-        if fastpath.check_backend(backend, threads) == "ctranslate2":
-            if not isinstance(warmup, bool):
-                raise TypeError(f"warmup must be a bool, got {type(warmup).__name__}: {warmup!r}.")
+        if fastpath.check_backend(backend, threads, warmup) == "ctranslate2":
             defaults = inputs.generation_kwargs(self.config, 1, {}, self._pad_token_id)
             self._fast, self._decoder = fastpath.prepare_ctranslate2(
                 self.model, self.tokenizer, self._fast, precision, compile, threads, self.device, self.is_seq2seq,
@@ -260,7 +258,7 @@ class NegOptGenerator:
             )  # fmt: skip
         else:
             self.model, self._fast, self._decoder = fastpath.prepare(
-                self.model, self._fast, precision, compile, warmup, self.device, self.dtype
+                self.model, self._fast, precision, compile, self.device, self.dtype
             )
         self.clear_cache()
         if warmup:
