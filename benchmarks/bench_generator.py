@@ -219,9 +219,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time float32 + static cache + torch.compile")
     args = parser.parse_args()
 
-    from negopt import __version__, ctranslate2_backend
+    from negopt import __version__
     from negopt.builtin import BuiltinGenerator
     from negopt.generator import NegOptGenerator
+    from negopt.generator.fastpath import ctranslate2 as ctranslate2_backend
 
     n_prompts, n_new = (16, 16) if args.quick else (64, 32)
     prompts = PROMPTS[:: len(PROMPTS) // n_prompts][:n_prompts] if args.quick else PROMPTS[:n_prompts]

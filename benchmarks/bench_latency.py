@@ -104,8 +104,8 @@ def causal() -> None:
 def main() -> None:
     if "--causal" in sys.argv[1:]:
         return causal()
-    from negopt import ctranslate2_backend
     from negopt.generator import NegOptGenerator
+    from negopt.generator.fastpath import ctranslate2 as ctranslate2_backend
 
     tok = build_tokenizer(32128)
     model = build_model(32128)

@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from negopt.pipeline import NegOptPipeline  # noqa: E402
-from negopt.weighting import encode_a1111  # noqa: E402
+from negopt.pipeline.weighting import encode_a1111  # noqa: E402
 from tiny_pipelines import sd15_shaped, sd15_text_config, tiny_sd, tiny_sd3, tiny_sdxl  # noqa: E402
 
 PROMPTS = [

@@ -12,9 +12,9 @@ import sys
 import pytest
 
 from negopt.cli import build_parser, main
-from negopt.cli_args import UsageError, collect_settings, docstring_args, flag_name, plain_text
-from negopt.cli_eval import eval_specs
-from negopt.cli_train import parse_reward_models, rl_specs, sft_specs
+from negopt.cli.args import UsageError, collect_settings, docstring_args, flag_name, plain_text
+from negopt.cli.eval import eval_specs
+from negopt.cli.train import parse_reward_models, rl_specs, sft_specs
 from negopt.values import coerce_value
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -70,7 +70,7 @@ def _negopt(*args, **kw):
 
 
 def _specs():
-    from negopt.cli import generate_specs
+    from negopt.cli.generate import generate_specs
 
     return {"generate": generate_specs(), "eval": eval_specs(), "train sft": sft_specs(), "train rl": rl_specs()}
 
@@ -373,11 +373,19 @@ def _negopt_imports(path: str) -> set[str]:
 def test_imports_stay_layered():
     src = os.path.join(os.path.dirname(HERE), "src", "negopt")
     layers = {  # module -> negopt packages it must not import (nothing imports cli; lower layers not the upper)
-        "cli_args.py": ("negopt.cli", "negopt.train", "negopt.eval"),
-        "cli_eval.py": ("negopt.cli",),
-        "cli_train.py": ("negopt.cli",),
+        os.path.join("cli", "args.py"): ("negopt.cli", "negopt.train", "negopt.eval"),
+        os.path.join("cli", "eval.py"): ("negopt.cli",),
+        os.path.join("cli", "train.py"): ("negopt.cli",),
+        os.path.join("cli", "generate.py"): ("negopt.cli",),
+        os.path.join("cli", "env.py"): ("negopt.cli",),
         "values.py": ("negopt.",),
-        "token_budget.py": ("negopt.cli", "negopt.train", "negopt.eval", "negopt.pipeline", "negopt.generator"),
+        os.path.join("pipeline", "token_budget.py"): (
+            "negopt.cli",
+            "negopt.train",
+            "negopt.eval",
+            "negopt.pipeline.core",
+            "negopt.generator",
+        ),
         "config.py": ("negopt.cli", "negopt.train", "negopt.eval", "negopt.pipeline", "negopt.generator"),
     }
     for name in os.listdir(os.path.join(src, "eval")):
@@ -389,7 +397,7 @@ def test_imports_stay_layered():
     for module, forbidden in layers.items():
         for imported in _negopt_imports(os.path.join(src, module)):
             bad = [f for f in forbidden if imported == f or imported.startswith(f if f.endswith(".") else f + ".")]
-            assert not bad or imported in ("negopt.cli_args", "negopt.cli_eval", "negopt.cli_train"), (
+            assert not bad or imported in ("negopt.cli.args", "negopt.cli.eval", "negopt.cli.train"), (
                 module,
                 imported,
             )
@@ -420,7 +428,7 @@ def sigterm_on_first_call(images, prompts=None, negative_prompts=None, **kwargs)
 
 
 def test_rl_sigterm_exits_143_resumes_and_refuses_an_unresumed_rerun(tmp_path, capsys):
-    from negopt.train.rl_checkpoint import list_checkpoints
+    from negopt.train.rl.checkpoint import list_checkpoints
     from tiny import save_tiny_t5
     from tiny_pipelines import save_tiny_sd
 

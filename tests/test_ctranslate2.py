@@ -16,9 +16,9 @@ import torch
 
 pytest.importorskip("ctranslate2")
 
-from negopt.ctranslate2_backend import CT2Decoder  # noqa: E402
 from negopt.generator import NegOptGenerator  # noqa: E402
-from negopt.greedy_decode import greedy_plan  # noqa: E402
+from negopt.generator.fastpath.ctranslate2 import CT2Decoder  # noqa: E402
+from negopt.generator.fastpath.greedy import greedy_plan  # noqa: E402
 from tiny import PROMPTS, ForwardCounter, tiny_gpt2, tiny_t5  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")

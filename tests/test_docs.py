@@ -81,3 +81,64 @@ def test_mkdocs_build_strict(tmp_path):
     )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     assert (tmp_path / "site" / "api" / "generator" / "index.html").is_file()
+
+
+_FROM_IMPORT = re.compile(r"^\s*from\s+(negopt[\w.]*)\s+import\s+\(?([\w\s,]+?)\)?\s*(?:#.*)?$", re.MULTILINE)
+
+
+def _doc_sources() -> list[Path]:
+    return [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md", *sorted((ROOT / "examples").glob("*.py"))]
+
+
+def _resolve(dotted: str) -> object:
+    """Import the longest module prefix of ``dotted``, then getattr the rest."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ModuleNotFoundError(dotted)
+
+
+def test_every_name_the_docs_import_or_reference_exists():
+    """``from negopt.x import y`` in the docs, README and examples, and every ``::: negopt...`` reference, resolve."""
+    names: set[str] = set()
+    for path in _doc_sources():
+        text = path.read_text(encoding="utf-8")
+        for module, imported in _FROM_IMPORT.findall(text):
+            names |= {f"{module}.{n.split(' as ')[0].strip()}" for n in imported.split(",") if n.strip()}
+        names |= set(_REFERENCE.findall(text))
+    # The public paths users and older code import, whatever the docs show today.
+    names |= {
+        "negopt.NegOptGenerator",
+        "negopt.NegOptPipeline",
+        "negopt.NegOptPipelineOutput",
+        "negopt.BuiltinGenerator",
+        "negopt.NegOptConfig",
+        "negopt.generator.NegOptGenerator",
+        "negopt.pipeline.NegOptPipeline",
+        "negopt.pipeline.NegOptPipelineOutput",
+        "negopt.pipeline.negative_slots",
+        "negopt.train.SFTConfig",
+        "negopt.train.SFTTrainer",
+        "negopt.train.RLConfig",
+        "negopt.train.RLTrainer",
+        "negopt.train.rl.RLConfig",
+        "negopt.train.rl.RLTrainer",
+        "negopt.train.sft.SFTTrainer",
+        "negopt.cli.main",
+    }
+    assert len(names) > 40, sorted(names)  # the scan found the docs' imports
+    missing = []
+    for name in sorted(names):
+        try:
+            _resolve(name)
+        except (ImportError, AttributeError) as e:
+            missing.append(f"{name}: {e}")
+    assert not missing, "\n".join(missing)
+    assert _resolve("negopt.generator.NegOptGenerator") is _resolve("negopt.NegOptGenerator")
+    assert _resolve("negopt.train.rl.RLTrainer") is _resolve("negopt.train.RLTrainer")

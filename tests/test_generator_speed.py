@@ -369,8 +369,8 @@ LOOP_SETTINGS = [
 
 @pytest.mark.parametrize("which", ["t5", "bart", "gpt2"])
 def test_decode_loop_equals_generate_token_for_token(which, t5, gpt2):
-    from negopt.fastpath import bucket
-    from negopt.greedy_decode import GreedyDecoder, greedy_plan
+    from negopt.generator.fastpath.greedy import GreedyDecoder, greedy_plan
+    from negopt.generator.fastpath.prepare import bucket
 
     model, tok = {"t5": t5, "gpt2": gpt2, "bart": None}[which] or tiny_bart()
     seq2seq = model.config.is_encoder_decoder
@@ -432,7 +432,7 @@ def test_optimized_generator_equals_plain_generator_and_uses_the_loop(t5, gpt2):
     ],
 )
 def test_settings_the_loop_does_not_implement_go_to_generate(t5, settings):
-    from negopt.greedy_decode import greedy_plan
+    from negopt.generator.fastpath.greedy import greedy_plan
 
     model, tok = t5
     assert greedy_plan(model, {"max_new_tokens": 8, "pad_token_id": 0}, True) is not None

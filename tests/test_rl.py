@@ -17,7 +17,7 @@ import torch
 
 from negopt.generator import NegOptGenerator
 from negopt.train import RLConfig, RLTrainer
-from negopt.train.rl_checkpoint import latest_checkpoint, list_checkpoints
+from negopt.train.rl.checkpoint import latest_checkpoint, list_checkpoints
 from rl_worker import (
     PROMPTS,
     LetterReward,
@@ -128,7 +128,9 @@ def test_pipeline_kwargs_follow_the_eval_rule(tmp_path):
 def test_public_names_are_the_same_objects_from_every_home():
     """``negopt.train`` (lazy) and ``negopt.train.rl`` hand out the classes of the modules that define them."""
     import negopt.train as train
-    from negopt.train import rl, rl_config, rl_trainer
+    from negopt.train import rl
+    from negopt.train.rl import config as rl_config
+    from negopt.train.rl import trainer as rl_trainer
 
     for name, home in (("RLConfig", rl_config), ("RLTrainerState", rl_config), ("RLTrainer", rl_trainer)):
         assert getattr(train, name) is getattr(rl, name) is getattr(home, name)
@@ -136,7 +138,7 @@ def test_public_names_are_the_same_objects_from_every_home():
 
 
 def test_prompt_sources(tmp_path):
-    from negopt.train.rl_trainer import _load_prompts
+    from negopt.train.rl.trainer import _load_prompts
 
     f = tmp_path / "prompts.txt"
     f.write_text("a cat\n\n  a dog  \n", encoding="utf-8")
@@ -167,7 +169,7 @@ def test_a_generator_without_negopt_config_is_typed_by_its_model(tmp_path):
 
     from transformers import T5Config, T5EncoderModel
 
-    from negopt.train.rl_rollout import build_policy
+    from negopt.train.rl.rollout import build_policy
     from tiny import tiny_gpt2, tiny_t5
 
     config = make_config(str(tmp_path))

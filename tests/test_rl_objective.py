@@ -13,7 +13,7 @@ import itertools
 import pytest
 import torch
 
-from negopt.train import rl_objective as obj
+from negopt.train.rl import objective as obj
 
 V, L, EOS = 3, 3, 0
 PREFIXES = [(), (1,), (2,), (1, 1), (1, 2), (2, 1), (2, 2)]

@@ -31,7 +31,7 @@ from negopt.data import load_negative_prompts  # noqa: E402
 from negopt.model_card import GeneratorCardInfo, TrainingCardInfo, generator_model_card  # noqa: E402
 from negopt.train import SFTConfig, SFTTrainer  # noqa: E402
 from negopt.train.checkpointing import NonFiniteLossError, is_complete_checkpoint  # noqa: E402
-from negopt.train.sft import rouge_l  # noqa: E402
+from negopt.train.sft.trainer import rouge_l  # noqa: E402
 from tiny import tiny_gpt2_words, tiny_t5_words  # noqa: E402
 
 # A rule to learn: the negative depends on which subject the prompt names.
@@ -236,10 +236,10 @@ def _check_card(out, *, base_text: str, lines: list[str]):
 
 
 def test_public_names_and_a_light_config_import():
-    import negopt.train.sft as sft
+    import negopt.train.sft.trainer as sft
     from negopt.train import SFTResult
-    from negopt.train.sft_config import SFTConfig as Config
-    from negopt.train.sft_config import SFTResult as Result
+    from negopt.train.sft.config import SFTConfig as Config
+    from negopt.train.sft.config import SFTResult as Result
 
     assert (sft.SFTConfig, sft.SFTResult, sft.SFTTrainer, sft.rouge_l) == (Config, Result, SFTTrainer, rouge_l)
     assert SFTConfig is Config and SFTResult is Result

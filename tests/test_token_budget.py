@@ -1,11 +1,12 @@
-"""negopt.token_budget: token limits, counts with textual inversions, word cuts and whole-term fitting, pinned on a
+"""negopt.pipeline.token_budget: token limits, counts with textual inversions, word cuts and whole-term fitting,
+pinned on a
 byte-level CLIP tokenizer whose count is written out by hand (one token per non-space ASCII character)."""
 
 from __future__ import annotations
 
 import pytest
 
-from negopt.token_budget import Trimmed, count_tokens, cut_words, fit_negatives, token_limit, trimmed_message
+from negopt.pipeline.token_budget import Trimmed, count_tokens, cut_words, fit_negatives, token_limit, trimmed_message
 from tiny_clip import tiny_clip_tokenizer
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from negopt.pipeline import NegOptPipeline
-from negopt.weighting import encode_a1111
+from negopt.pipeline.weighting import encode_a1111
 from tiny_pipelines import tiny_flux, tiny_sd3, tiny_sd_ln_bias, tiny_sdxl
 
 CALL = {"num_inference_steps": 2, "output_type": "np", "height": 32, "width": 32}

@@ -9,21 +9,21 @@ import importlib
 from typing import TYPE_CHECKING
 
 _LAZY = {
-    "SFTConfig": "negopt.train.sft_config",
-    "SFTResult": "negopt.train.sft_config",
-    "SFTTrainer": "negopt.train.sft",
-    "RLConfig": "negopt.train.rl_config",
-    "RLTrainer": "negopt.train.rl_trainer",
-    "RLTrainerState": "negopt.train.rl_config",
+    "SFTConfig": "negopt.train.sft.config",
+    "SFTResult": "negopt.train.sft.config",
+    "SFTTrainer": "negopt.train.sft.trainer",
+    "RLConfig": "negopt.train.rl.config",
+    "RLTrainer": "negopt.train.rl.trainer",
+    "RLTrainerState": "negopt.train.rl.config",
 }
 
 __all__ = list(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from negopt.train.rl_config import RLConfig
-    from negopt.train.rl_trainer import RLTrainer
-    from negopt.train.sft import SFTTrainer
-    from negopt.train.sft_config import SFTConfig, SFTResult
+    from negopt.train.rl.config import RLConfig
+    from negopt.train.rl.trainer import RLTrainer
+    from negopt.train.sft.config import SFTConfig, SFTResult
+    from negopt.train.sft.trainer import SFTTrainer
 
 
 def __getattr__(name: str):

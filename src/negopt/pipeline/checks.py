@@ -90,7 +90,7 @@ def load_negative_prompt_generator(
 
         return BuiltinGenerator()
     if isinstance(negative_prompt_generator, (str, os.PathLike)):
-        from negopt.generator import NegOptGenerator
+        from negopt.generator.core import NegOptGenerator
         from negopt.hub import is_folder_or_hub_id
 
         name = os.fspath(negative_prompt_generator)

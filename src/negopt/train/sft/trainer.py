@@ -6,8 +6,8 @@ checkpointing, resuming, ``report_to`` (tensorboard, wandb), gradient accumulati
 launch`` / ``torchrun`` for several GPUs (DDP, FSDP, DeepSpeed) come from them. negopt adds the data handling
 (cleaning, a leak-free split, dynamic padding and length-grouped batches), LoRA on every linear layer by default,
 a checkpoint on SIGTERM, a stop with a clear error on a NaN loss, and an output folder that loads with
-``NegOptGenerator.from_pretrained``. The settings are :class:`~negopt.train.sft_config.SFTConfig`, the data
-handling :mod:`negopt.train.sft_data`, the card :mod:`negopt.train.sft_card`.
+``NegOptGenerator.from_pretrained``. The settings are :class:`~negopt.train.sft.config.SFTConfig`, the data
+handling :mod:`negopt.train.sft.data`, the card :mod:`negopt.train.sft.card`.
 
 .. code-block:: text
 
@@ -46,10 +46,10 @@ from negopt.train.checkpointing import (
     numbered_folders,
 )
 from negopt.train.lora import add_lora
-from negopt.train.sft_card import sft_model_card
-from negopt.train.sft_config import SFTConfig, SFTResult
-from negopt.train.sft_data import PairCollator, select_pairs, tokenize_pairs
-from negopt.train.sft_metrics import mean_rouge_l, rouge_l
+from negopt.train.sft.card import SFTModelCardMixin
+from negopt.train.sft.config import SFTConfig, SFTResult
+from negopt.train.sft.data import PairCollator, select_pairs, tokenize_pairs
+from negopt.train.sft.metrics import mean_rouge_l, rouge_l
 
 __all__ = ["SFTConfig", "SFTResult", "SFTTrainer", "rouge_l"]  # the config, result and metric are re-exported
 
@@ -122,7 +122,7 @@ def _uses_item_count(model) -> bool:
     return "loss_function" in source or "num_items_in_batch" in source
 
 
-class SFTTrainer:
+class SFTTrainer(SFTModelCardMixin):
     """Fine-tune a negative-prompt generator on prompt -> negative-prompt pairs.
 
     Builds the model (with a LoRA adapter unless ``config.full_finetune``), the tokenizer, the cleaned and split
@@ -478,15 +478,6 @@ class SFTTrainer:
             self.negopt_config.save_pretrained(output_dir)
             write_model_card(output_dir, self.model_card())
         trainer.accelerator.wait_for_everyone()
-
-    def model_card(self):
-        """The model card (a ``huggingface_hub.ModelCard``) that :meth:`save_generator` writes as ``README.md``.
-
-        ``NegOptGenerator``'s card (base model, template, how to use it) with a "Training" section: the data, the
-        fine-tuning method (LoRA and its settings, merged or not, or a full fine-tune), steps and epochs, batch
-        size, learning rate, precision, seed and the final losses. A hub dataset id goes into the metadata too.
-        """
-        return sft_model_card(self, merged=self._merges_on_save(), adapter_given=self._adapter_given)
 
 
 def _read_bytes(path: str) -> bytes | None:

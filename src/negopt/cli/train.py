@@ -14,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from negopt.cli_args import (
+from negopt.cli.args import (
     EXIT_SIGTERM,
     CommandConfig,
     UsageError,
     build,
     collect_settings,
+    common_flags,
     flag_name,
     loading,
     setup_step,
@@ -306,7 +307,7 @@ def _run_rl(args: argparse.Namespace) -> Callable[[], int]:
 
 
 # ----------------------------------------------------------------------------------------------------- parser
-def add_train(sub: Any, common_flags: Callable, full_sft: bool = True, full_rl: bool = True) -> None:
+def add_train(sub: Any, full_sft: bool = True, full_rl: bool = True) -> None:
     p = sub.add_parser(
         "train",
         help="fine-tune a negative-prompt generator (sft, rl)",

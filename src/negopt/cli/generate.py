@@ -1,45 +1,30 @@
-"""The ``negopt`` command: ``generate``, ``env``, ``eval``, ``train sft`` and ``train rl``.
-
-Each command's flags are generated from its config dataclasses (:mod:`negopt.cli_args`); ``--config FILE.yaml`` takes
-the same keys and the flags given override it. Errors found before any work starts (a bad flag or config value, a
-missing file, a model that cannot be loaded, a device this torch cannot use) print one line and exit with status 2.
-Anything raised once the work has begun prints its full traceback (exit 1); ``--debug`` shows the traceback always.
-SIGTERM during training saves a checkpoint and exits 143; a closed output pipe (``negopt generate ... | head``) exits
-quietly with 141.
-"""
+"""``negopt generate``: negative prompts for prompts from the arguments, a file or standard input."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
-import os
 import sys
-import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from negopt import __version__
-from negopt.cli_args import (
-    EXIT_BROKEN_PIPE,
-    EXIT_USAGE,
+from negopt.cli.args import (
     CommandConfig,
     UsageError,
-    add_config_flags,
     build,
     check_device,
     collect_settings,
+    common_flags,
     flag_name,
     loading,
     setup_step,
 )
 
-__all__ = ["main", "build_parser", "UsageError", "GenerateArgs", "generate_specs"]
+__all__ = ["GenerateArgs", "generate_specs", "add_generate"]
 
 
-# --------------------------------------------------------------------------------------------------- generate
 @dataclass
 class GenerateArgs:
     """Settings of ``negopt generate``.
@@ -93,7 +78,7 @@ def generate_specs() -> list[CommandConfig]:
     ]
 
 
-def _add_generate(sub: Any, full: bool = True) -> None:
+def add_generate(sub: Any, full: bool = True) -> None:
     p = sub.add_parser(
         "generate",
         help="write negative prompts for prompts",
@@ -103,7 +88,7 @@ def _add_generate(sub: Any, full: bool = True) -> None:
     if not full:
         return
     p.add_argument("prompts", nargs="*", metavar="PROMPT", help="prompts to write negatives for")
-    _common_flags(p, generate_specs())
+    common_flags(p, generate_specs())
     p.set_defaults(func=_run_generate)
 
 
@@ -140,7 +125,7 @@ def _run_generate(args: argparse.Namespace) -> Callable[[], int]:
     if run.seed is not None:
         kwargs["seed"] = run.seed
     if run.model:
-        from negopt.generator import NegOptGenerator
+        from negopt.generator.core import NegOptGenerator
 
         with loading("--model", run.model):
             gen = NegOptGenerator.from_pretrained(
@@ -184,129 +169,3 @@ def _run_generate(args: argparse.Namespace) -> Callable[[], int]:
         return 0
 
     return work
-
-
-# -------------------------------------------------------------------------------------------------------- env
-def _add_env(sub: Any) -> None:
-    p = sub.add_parser("env", help="print versions and the device, for bug reports")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors")
-    p.set_defaults(func=_run_env)
-
-
-def _run_env(args: argparse.Namespace) -> int:
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    print(f"negopt: {__version__}")
-    print(f"python: {platform.python_version()} ({platform.platform()})")
-    for name in ("torch", "transformers", "diffusers", "peft", "accelerate", "huggingface_hub", "safetensors"):
-        try:
-            print(f"{name}: {version(name)}")
-        except PackageNotFoundError:
-            print(f"{name}: not installed")
-    import torch
-
-    if torch.cuda.is_available():
-        device = f"cuda ({torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} device(s))"
-    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        device = "mps"
-    else:
-        device = f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {device}")
-    return 0
-
-
-# ------------------------------------------------------------------------------------------------------- main
-def _common_flags(parser: argparse.ArgumentParser, specs: list[CommandConfig], taken: set[str] | None = None) -> None:
-    """``--config``, ``--debug`` and one flag per config field of ``specs``."""
-    parser.add_argument("--config", metavar="FILE.yaml", help="a YAML file of this command's keys; flags override it")
-    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors")
-    taken = set(taken or ()) | {"--config", "--debug", "-h", "--help"}
-    for spec in specs:
-        add_config_flags(parser, spec, taken)
-
-
-def _command_of(argv: Sequence[str] | None) -> tuple[str, ...] | None:
-    """The (sub)command words of ``argv`` (``("train", "rl")``), or None for all."""
-    if argv is None:
-        return None
-    words = [a for a in argv if not a.startswith("-")]
-    if words[:1] == ["train"]:
-        return tuple(words[:2])
-    return tuple(words[:1])
-
-
-def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The ``negopt`` argument parser, flags generated from the config dataclasses.
-
-    Args:
-        argv: The command line about to be parsed: only its command's flags are built (its configs imported), so
-            ``negopt generate`` does not import the trainers. None builds every command's flags.
-    """
-    from negopt.cli_eval import add_eval
-    from negopt.cli_train import add_train
-
-    wanted = _command_of(argv)
-
-    def full(*path: str) -> bool:
-        return (
-            wanted is None
-            or wanted[: len(path)] == path
-            or (len(wanted) < len(path) and path[: len(wanted)] == wanted)
-        )
-
-    parser = argparse.ArgumentParser(prog="negopt", description="Negative prompts written for you.")
-    parser.add_argument("--version", action="version", version=f"negopt {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    _add_generate(sub, full("generate"))
-    _add_env(sub)
-    add_eval(sub, _common_flags, full("eval"))
-    add_train(sub, _common_flags, full("train", "sft"), full("train", "rl"))
-    return parser
-
-
-def _fail(parser: argparse.ArgumentParser, args: argparse.Namespace, error: BaseException) -> None:
-    if getattr(args, "debug", False):
-        traceback.print_exception(error.__cause__ or error)
-    command = " ".join(x for x in (args.command, getattr(args, "train_command", None)) if x)
-    parser.exit(EXIT_USAGE, f"negopt {command}: error: {error}\n")
-
-
-def _quiet_broken_pipe() -> int:
-    # Point stdout at /dev/null so that Python's flush at exit does not raise again.
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    return EXIT_BROKEN_PIPE
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``negopt`` command; returns the exit status.
-
-    Setup (parsing, checking and loading what was asked for) reports a usage error in one line with status 2; the
-    work itself raises its errors with their traceback.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    try:
-        work = args.func(args)
-    except (UsageError, ImportError) as e:
-        _fail(parser, args, e)
-    except KeyboardInterrupt:
-        parser.exit(130, "interrupted\n")
-    try:
-        return int(work() if callable(work) else work or 0)
-    except UsageError as e:  # found by the work before it changed anything (checkpoints that exist, say)
-        _fail(parser, args, e)
-    except BrokenPipeError:
-        return _quiet_broken_pipe()
-    except KeyboardInterrupt:
-        parser.exit(130, "interrupted\n")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -8,12 +8,12 @@ The loop, one step:
    the negative prompt and not from the noise (optionally one more image with the negative omitted, as a baseline);
 3. score the images with the reward;
 4. turn rewards into advantages within each prompt's group and take a policy-gradient step (the maths is in
-   :mod:`negopt.train.rl_objective`), optionally PPO-style over several epochs, with a KL penalty to the starting
+   :mod:`negopt.train.rl.objective`), optionally PPO-style over several epochs, with a KL penalty to the starting
    policy.
 
 Steps 1-3 (and the policy, the reference and the log-probs of sampled tokens) are
-:class:`negopt.train.rl_rollout.RolloutSampler`'s; checkpoints and the saved generator are
-:mod:`negopt.train.rl_checkpoint`'s.
+:class:`negopt.train.rl.rollout.RolloutSampler`'s; checkpoints and the saved generator are
+:mod:`negopt.train.rl.checkpoint`'s.
 
 trl cannot train encoder-decoder models, so this loop is ours, on accelerate and peft; it trains seq2seq (T5, BART)
 and causal (GPT-2 style) generators alike.
@@ -32,11 +32,11 @@ from typing import Any
 
 import torch
 
-from negopt.train import rl_checkpoint as ckpt
-from negopt.train import rl_objective as objective
 from negopt.train.checkpointing import SigtermFlag, check_output_dir
-from negopt.train.rl_config import RLConfig, RLTrainerState
-from negopt.train.rl_rollout import Rollout, RolloutSampler, build_policy, load_pipeline
+from negopt.train.rl import checkpoint as ckpt
+from negopt.train.rl import objective as objective
+from negopt.train.rl.config import RLConfig, RLTrainerState
+from negopt.train.rl.rollout import Rollout, RolloutSampler, build_policy, load_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class RLTrainer:
 
     Prompts are encoded exactly as ``NegOptGenerator`` encodes them at inference (its template, its input limit).
     Sampling, images, rewards and token log-probs are ``trainer.sampler``'s (a
-    :class:`~negopt.train.rl_rollout.RolloutSampler`).
+    :class:`~negopt.train.rl.rollout.RolloutSampler`).
     A reward with a ``.to`` method is moved to the training device.
 
     Multi-process runs (``torchrun`` or ``accelerate launch``) split each step's prompts among the processes and
@@ -179,7 +179,7 @@ class RLTrainer:
 
     # ------------------------------------------------------------------------------------------------ the update
     def _update(self, rollout: Rollout, logp, old, ref, adv, weight, global_weight: float) -> dict[str, float]:
-        """``ppo_epochs`` passes of :func:`~negopt.train.rl_objective.policy_loss`; ``logp`` is the first pass's."""
+        """``ppo_epochs`` passes of :func:`~negopt.train.rl.objective.policy_loss`; ``logp`` is the first pass's."""
         cfg = self.config
         tmask = rollout.response_mask.float()
         stats = {"loss": 0.0, "clipped": 0.0, "clip_tokens": 0.0}

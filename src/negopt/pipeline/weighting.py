@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from negopt.pipeline_checks import per_prompt
+from negopt.pipeline.checks import per_prompt
 from negopt.text import BREAK_WEIGHT, parse_attention
 
 if TYPE_CHECKING:

@@ -2,7 +2,8 @@
 
 Internal: this module's names may change in any release. The public surface is ``NegOptGenerator.optimize()``.
 
-A greedy call whose settings the decode loop implements runs :class:`negopt.greedy_decode.GreedyDecoder`; any other
+A greedy call whose settings the decode loop implements runs
+:class:`negopt.generator.fastpath.greedy.GreedyDecoder`; any other
 call goes to ``model.generate`` (compiled, with a static cache, for one-prompt calls when ``optimize`` compiles).
 """
 
@@ -14,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from negopt import generator_inputs as inputs
-from negopt.greedy_decode import GreedyDecoder, GreedyPlan, greedy_plan
+from negopt.generator import inputs
+from negopt.generator.fastpath.greedy import GreedyDecoder, GreedyPlan, greedy_plan
 
 if TYPE_CHECKING:
-    from negopt.ctranslate2_backend import CT2Decoder
+    from negopt.generator.fastpath.ctranslate2 import CT2Decoder
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ def prepare_ctranslate2(
             "the generator again, then call optimize(..., backend='ctranslate2')."
         )
     precision = resolve_precision(precision, device)
-    from negopt import ctranslate2_backend
+    from negopt.generator.fastpath import ctranslate2 as ctranslate2_backend
 
     if precision not in ctranslate2_backend.PRECISIONS:
         raise ValueError(

@@ -4,7 +4,7 @@
 the KL reference when the generator already has one); :class:`RolloutSampler` turns a step number into a
 :class:`Rollout`: the step's prompts, ``num_candidates`` negatives sampled for each, one image per negative (every
 image of a prompt from the same seed) and their rewards, and gives the log-probs of the sampled tokens under the
-policy or its reference. The update that uses them is :class:`negopt.train.rl_trainer.RLTrainer`'s.
+policy or its reference. The update that uses them is :class:`negopt.train.rl.trainer.RLTrainer`'s.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from negopt.text import clean_negative, strip_echo
-from negopt.train import rl_objective as objective
-from negopt.train.rl_config import RLConfig
+from negopt.train.rl import objective as objective
+from negopt.train.rl.config import RLConfig
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def build_policy(generator, config: RLConfig):
 
     owned = False
     if isinstance(generator, str | os.PathLike):
-        from negopt.generator import NegOptGenerator
+        from negopt.generator.core import NegOptGenerator
 
         generator = NegOptGenerator.from_pretrained(os.fspath(generator))
         owned = True
@@ -145,7 +145,7 @@ class RolloutSampler:
         *,
         has_reference: bool,
     ) -> None:
-        from negopt.generator import NegOptGenerator
+        from negopt.generator.core import NegOptGenerator
 
         self.config = config
         self.accelerator = accelerator

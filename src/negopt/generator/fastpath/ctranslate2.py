@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from negopt.generation_cache import ParamList, model_state
-from negopt.greedy_decode import GreedyPlan
+from negopt.generator.cache import ParamList, model_state
+from negopt.generator.fastpath.greedy import GreedyPlan
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,8 @@ def counts_prompt(plan: GreedyPlan) -> bool:
 
 
 class CT2Decoder:
-    """Greedy decoding of token ids in CTranslate2, for the calls :func:`negopt.greedy_decode.greedy_plan` accepts.
+    """Greedy decoding of token ids in CTranslate2, for the calls :func:`~negopt.generator.fastpath.greedy.greedy_plan`
+    accepts.
 
     Args:
         model: The transformers model (or a peft model over one), on the CPU.

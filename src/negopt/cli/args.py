@@ -391,3 +391,12 @@ def setup_step(what: str, models: Iterable[str] = ()) -> Iterator[None]:
         if not isinstance(e, (ValueError, TypeError, OSError)) and not _is_safetensors_error(e):
             raise
         raise UsageError(f"{what}: {e}{_corrupt_hint(e, [m for m in models if isinstance(m, str)])}") from e
+
+
+def common_flags(parser: argparse.ArgumentParser, specs: list[CommandConfig], taken: set[str] | None = None) -> None:
+    """``--config``, ``--debug`` and one flag per config field of ``specs``."""
+    parser.add_argument("--config", metavar="FILE.yaml", help="a YAML file of this command's keys; flags override it")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors")
+    taken = set(taken or ()) | {"--config", "--debug", "-h", "--help"}
+    for spec in specs:
+        add_config_flags(parser, spec, taken)

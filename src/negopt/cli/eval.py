@@ -7,7 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from negopt.cli_args import CommandConfig, UsageError, build, check_device, collect_settings, loading, setup_step
+from negopt.cli.args import (
+    CommandConfig,
+    UsageError,
+    build,
+    check_device,
+    collect_settings,
+    common_flags,
+    loading,
+    setup_step,
+)
 
 __all__ = ["EvalRunArgs", "eval_specs", "add_eval"]
 
@@ -83,7 +92,7 @@ def eval_specs() -> list[CommandConfig]:
     ]
 
 
-def add_eval(sub: Any, common_flags: Callable, full: bool = True) -> None:
+def add_eval(sub: Any, full: bool = True) -> None:
     p = sub.add_parser(
         "eval",
         help="compare negative prompts on a pipeline: report, image grid, bar chart",
@@ -165,7 +174,7 @@ def run_eval(args: argparse.Namespace) -> Callable[[], int]:
 
         loaded["builtin"] = BuiltinGenerator()
     if generators:
-        from negopt.generator import NegOptGenerator
+        from negopt.generator.core import NegOptGenerator
 
         for name, path in generators.items():
             with loading(f"--generator {name}=", path):

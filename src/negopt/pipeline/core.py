@@ -12,7 +12,7 @@ negative-prompt traps that diffusers leaves:
   true number of vectors);
 - A1111 weights ``(term:1.3)`` and long prompts, which diffusers reads as literal text and cuts at 77 tokens: with
   ``prompt_weighting="a1111"`` (or ``"compel"``) they are encoded as AUTOMATIC1111 (or compel) does, in 75-token
-  chunks (see :mod:`negopt.weighting`);
+  chunks (see :mod:`negopt.pipeline.weighting`);
 - ``guidance_scale <= 1`` (classifier-free guidance off) or Flux's ``true_cfg_scale <= 1``, where a negative prompt
   has no effect: a warning;
 - ``prompt_embeds`` with a str ``negative_prompt`` (a tensor-size error in diffusers): the negative is given per row.
@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from negopt.pipeline_checks import (
+from negopt.pipeline.checks import (
     COMBINE_MODES,
     as_text_list,
     check_combine,
@@ -39,10 +39,10 @@ from negopt.pipeline_checks import (
     per_prompt,
     unloaded_embeddings_message,
 )
-from negopt.pipeline_output import NegOptPipelineOutput
+from negopt.pipeline.output import NegOptPipelineOutput
+from negopt.pipeline.token_budget import fit_negatives, token_limit, trimmed_message
+from negopt.pipeline.weighting import PROMPT_WEIGHTINGS, check_weighting, encode_call
 from negopt.text import dedupe_terms, merge_negatives, split_terms
-from negopt.token_budget import fit_negatives, token_limit, trimmed_message
-from negopt.weighting import PROMPT_WEIGHTINGS, check_weighting, encode_call
 
 __all__ = [
     "NegOptPipeline",
@@ -115,7 +115,8 @@ class NegOptPipeline:
         prompt_weighting: How prompts and negatives are encoded. None (the default): they are sent to the pipeline
             as text, and the pipeline encodes them (A1111 weights are literal text, 77 tokens at most). ``"a1111"``:
             AUTOMATIC1111's syntax (``(term:1.3)``, ``(term)``, ``[term]``, ``BREAK``) and encoding (75-token chunks,
-            no truncation, "Original" emphasis), for Stable Diffusion 1.x/2.x and SDXL; see :mod:`negopt.weighting`.
+            no truncation, "Original" emphasis), for Stable Diffusion 1.x/2.x and SDXL; see
+            :mod:`negopt.pipeline.weighting`.
             ``"compel"``: the compel library's syntax and encoding (``pip install "negopt[weighting]"``), for SD,
             SDXL, Flux, Sana and Lumina2. Either way the pipeline gets ``prompt_embeds`` / ``negative_prompt_embeds``
             (and SDXL's pooled embeddings). A call can override it with ``prompt_weighting=...``.
@@ -461,7 +462,8 @@ class NegOptPipeline:
     ) -> list[str]:
         """Trim each negative to whole terms that fit every text encoder it is sent to, with a warning.
 
-        ``n_user[i]`` first terms of ``negatives[i]`` are the user's; see :func:`negopt.token_budget.fit_negatives`.
+        ``n_user[i]`` first terms of ``negatives[i]`` are the user's; see
+        :func:`negopt.pipeline.token_budget.fit_negatives`.
         """
         max_sequence_length = kwargs.get("max_sequence_length", self._max_sequence_length_default)
         tokenizers = {}

@@ -14,18 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from negopt import fastpath, generation_cache, generator_saving, hub
-from negopt import generator_inputs as inputs
+from negopt import hub
 from negopt.config import NegOptConfig
-from negopt.generation_cache import LRUCache, check_cache_size
-from negopt.greedy_decode import GreedyDecoder
+from negopt.generator import cache, inputs
+from negopt.generator.cache import LRUCache, check_cache_size
+from negopt.generator.fastpath import prepare as fastpath
+from negopt.generator.fastpath.greedy import GreedyDecoder
+from negopt.generator.saving import GeneratorSavingMixin, saved_config
 from negopt.hub import ADAPTER_CONFIG_NAME
 from negopt.text import clean_negative, strip_echo
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from negopt.ctranslate2_backend import CT2Decoder
+    from negopt.generator.fastpath.ctranslate2 import CT2Decoder
 
 __all__ = ["NegOptGenerator", "ADAPTER_CONFIG_NAME", "DEFAULT_MAX_INPUT_TOKENS"]
 
@@ -37,7 +39,7 @@ _SANE_MAX_LENGTH = 100_000
 
 
 # ----------------------------------------------------------------------------------------------------- generator
-class NegOptGenerator:
+class NegOptGenerator(GeneratorSavingMixin):
     """A language model that writes a negative prompt for a text-to-image prompt.
 
     ``gen(prompt)`` returns a negative prompt, ``gen(prompts)`` a list of them in the same order; see
@@ -185,7 +187,7 @@ class NegOptGenerator:
         """The part of a cache key shared by every prompt of a call, or None when the call must not be cached."""
         fast = None if self._fast is None else tuple(sorted(self._fast.items()))
         settings = (id(self.tokenizer), self.config.prompt_template, self.max_input_tokens, fast)
-        return generation_cache.cache_scope(self._cache, self.model, kwargs, num_candidates, seed, settings)
+        return cache.cache_scope(self._cache, self.model, kwargs, num_candidates, seed, settings)
 
     # ------------------------------------------------------------------------------------------ speed: fast path
     def optimize(
@@ -348,7 +350,7 @@ class NegOptGenerator:
             use_safetensors=use_safetensors,
             trust_remote_code=trust_remote_code,
         )
-        config = generator_saving.saved_config(loaded, name_or_path)
+        config = saved_config(loaded, name_or_path)
         generator = cls(loaded.model, loaded.tokenizer, config)
         if device is not None:
             generator.to(device)
@@ -449,11 +451,11 @@ class NegOptGenerator:
             logger.info("the model is in training mode: dropout is active while generating (model.eval() stops it)")
         kwargs = inputs.generation_kwargs(self.config, num_candidates, call_kwargs, self._pad_token_id)
         scope = self._cache_scope(kwargs, num_candidates, seed)
-        call_key, active = generation_cache.lookup(self._cache, scope, prompts, active, results, batch_size)
+        call_key, active = cache.lookup(self._cache, scope, prompts, active, results, batch_size)
         if not active:
             return results
         self._run(prompts, active, results, num_candidates, seed, batch_size, kwargs)
-        generation_cache.store(self._cache, scope, call_key, prompts, active, results)
+        cache.store(self._cache, scope, call_key, prompts, active, results)
         return results
 
     def _run(
@@ -521,57 +523,3 @@ class NegOptGenerator:
             'blurry, (bad hands:1.3), watermark'
         """
         return clean_negative(strip_echo(text, prompt))
-
-    # ----------------------------------------------------------------------------------------------------- saving
-    def save_pretrained(self, save_directory: str | os.PathLike) -> str:
-        """Save the model (safetensors; a LoRA adapter saves only the adapter), tokenizer, ``negopt_config.json``
-        and a model card (``README.md``, unless the folder already has one that negopt did not write).
-
-        ``NegOptGenerator.from_pretrained(save_directory)`` then gives the same output.
-
-        Args:
-            save_directory: The folder (created if missing).
-
-        Returns:
-            The folder's path.
-        """
-        return generator_saving.save_pretrained(self, save_directory)
-
-    def model_card(self, config: NegOptConfig | None = None, repo_id: str | None = None):
-        """The model card (a ``huggingface_hub.ModelCard``) that :meth:`save_pretrained` writes as ``README.md``.
-
-        Args:
-            config: The config to describe (default: the generator's).
-            repo_id: The hub repository, named in the card's title and examples when pushing.
-        """
-        return generator_saving.model_card(self, config, repo_id)
-
-    def prepare_upload_folder(self, folder: str | os.PathLike, repo_id: str) -> str:
-        """Write what :meth:`push_to_hub` would upload into ``folder``; returns the folder.
-
-        Warns when the generator is a LoRA adapter whose base model is a local path: others could not load it.
-        """
-        return generator_saving.prepare_upload_folder(self, folder, repo_id)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        private: bool | None = None,
-        token: str | bool | None = None,
-        commit_message: str = "Upload negopt generator",
-        revision: str | None = None,
-    ) -> str:
-        """Upload the generator (as :meth:`save_pretrained` writes it) to a hub repository, created if missing.
-
-        Args:
-            repo_id: ``"user/name"`` or ``"org/name"``.
-            private: Make a new repository private (None: the hub's default).
-            token: Hub token (default: the one you are logged in with).
-            commit_message: The commit message.
-            revision: Branch to push to.
-
-        Returns:
-            The URL of the commit.
-        """
-        return generator_saving.push_to_hub(self, repo_id, private, token, commit_message, revision)

@@ -1,0 +1,161 @@
+"""A ``NegOptGenerator``'s folder: saving it (with its model card), pushing it to the hub, and the
+``negopt_config.json`` that ``from_pretrained`` reads back from it.
+
+:class:`GeneratorSavingMixin` holds the methods (``save_pretrained``, ``model_card``, ``prepare_upload_folder``,
+``push_to_hub``) that ``NegOptGenerator`` inherits, as transformers' models inherit ``PushToHubMixin``: the mixin needs
+only ``model``, ``tokenizer`` and ``config`` attributes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import warnings
+from typing import TYPE_CHECKING
+
+from negopt import hub
+from negopt.config import CONFIG_NAME, NegOptConfig
+from negopt.model_card import GeneratorCardInfo, generator_model_card, write_model_card
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from negopt.hub import LoadedLM
+
+__all__ = ["GeneratorSavingMixin", "saved_config"]
+
+
+def saved_config(loaded: LoadedLM, name_or_path: str | os.PathLike) -> NegOptConfig | None:
+    """The ``negopt_config.json`` that ``NegOptGenerator.from_pretrained`` reads with a loaded model: the folder's,
+    else its base model's; for a plain hub checkpoint, a default one that names it as the base model.
+
+    Raises:
+        ValueError: The file's model type does not match the model's.
+    """
+    folder, base_folder, model_type = loaded.folder, loaded.base_folder, loaded.model_type
+    config = None
+    for candidate in (folder, base_folder):
+        path = os.path.join(candidate, CONFIG_NAME)
+        if os.path.isfile(path):
+            config = NegOptConfig.from_json_file(path)
+            break
+    if config is None and not os.path.isdir(os.path.expanduser(os.fspath(name_or_path))):
+        # A plain hub checkpoint: remember where it came from, for the model card of a later save.
+        config = NegOptConfig(model_type=model_type, base_model_name_or_path=os.fspath(name_or_path))
+    if config is not None and config.model_type != model_type:
+        raise ValueError(
+            f"{CONFIG_NAME} in {folder!r} says model_type={config.model_type!r}, but the model is a {model_type} "
+            f"LM; fix the file (model_type: {model_type!r}) or delete it."
+        )
+    return config
+
+
+class GeneratorSavingMixin:
+    """Saving, model cards and hub uploads of a generator; the class that inherits it has ``model``, ``tokenizer``
+    and ``config`` (a :class:`~negopt.config.NegOptConfig`)."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    config: NegOptConfig
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> str:
+        """Save the model (safetensors; a LoRA adapter saves only the adapter), tokenizer, ``negopt_config.json``
+        and a model card (``README.md``, unless the folder already has one that negopt did not write).
+
+        ``NegOptGenerator.from_pretrained(save_directory)`` then gives the same output.
+
+        Args:
+            save_directory: The folder (created if missing).
+
+        Returns:
+            The folder's path.
+        """
+        from negopt import __version__
+
+        save_directory = os.fspath(save_directory)
+        os.makedirs(save_directory, exist_ok=True)
+        self.model.save_pretrained(save_directory)
+        self.tokenizer.save_pretrained(save_directory)
+        base = self.config.base_model_name_or_path
+        if hasattr(self.model, "peft_config"):
+            base = self.model.peft_config[getattr(self.model, "active_adapter", "default")].base_model_name_or_path
+        config = dataclasses.replace(self.config, negopt_version=__version__, base_model_name_or_path=base)
+        config.save_pretrained(save_directory)
+        write_model_card(save_directory, self.model_card(config))
+        return save_directory
+
+    def model_card(self, config: NegOptConfig | None = None, repo_id: str | None = None):
+        """The model card (a ``huggingface_hub.ModelCard``) that :meth:`save_pretrained` writes as ``README.md``.
+
+        Args:
+            config: The config to describe (default: the generator's).
+            repo_id: The hub repository, named in the card's title and examples when pushing.
+        """
+        config = config if config is not None else self.config
+        is_adapter = hasattr(self.model, "peft_config")
+        info = GeneratorCardInfo(
+            model_class=type(self.model.get_base_model() if is_adapter else self.model).__name__,
+            model_type=config.model_type,
+            prompt_template=config.prompt_template,
+            negopt_version=config.negopt_version,
+            base_model=config.base_model_name_or_path,
+            is_adapter=is_adapter,
+        )
+        return generator_model_card(info, repo_id=repo_id)
+
+    def prepare_upload_folder(self, folder: str | os.PathLike, repo_id: str) -> str:
+        """Write what :meth:`push_to_hub` would upload into ``folder``; returns the folder.
+
+        Warns when the generator is a LoRA adapter whose base model is a local path: others could not load it.
+        """
+        return self._write_upload_folder(folder, repo_id, stacklevel=3)
+
+    def _write_upload_folder(self, folder: str | os.PathLike, repo_id: str, stacklevel: int) -> str:
+        folder = self.save_pretrained(folder)
+        config = NegOptConfig.from_json_file(os.path.join(folder, CONFIG_NAME))
+        base = config.base_model_name_or_path
+        if hasattr(self.model, "peft_config") and hub.hub_model_id(base) is None:
+            warnings.warn(
+                f"the adapter's base model {base!r} is a local path, so others cannot load {repo_id!r} from the hub; "
+                "train the adapter on a hub model, or push a merged model (model.merge_and_unload()).",
+                UserWarning,
+                stacklevel=stacklevel,  # the user's call of prepare_upload_folder or push_to_hub
+            )
+        # The card again, with the repository's name in it.
+        write_model_card(folder, self.model_card(config, repo_id=repo_id), overwrite=True)
+        return folder
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        commit_message: str = "Upload negopt generator",
+        revision: str | None = None,
+    ) -> str:
+        """Upload the generator (as :meth:`save_pretrained` writes it) to a hub repository, created if missing.
+
+        Args:
+            repo_id: ``"user/name"`` or ``"org/name"``.
+            private: Make a new repository private (None: the hub's default).
+            token: Hub token (default: the one you are logged in with).
+            commit_message: The commit message.
+            revision: Branch to push to.
+
+        Returns:
+            The URL of the commit.
+        """
+        if not isinstance(repo_id, str) or not hub.is_hub_id(repo_id):
+            raise ValueError(f"repo_id must be a hub id such as 'user/negopt-generator', got {repo_id!r}.")
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            self._write_upload_folder(tmp, repo_id, stacklevel=3)
+            info = api.upload_folder(
+                repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=revision
+            )
+        return str(getattr(info, "commit_url", info))
