@@ -18,9 +18,9 @@ import types
 
 import pytest
 
+from negopt.cli.comfyui import MARKER, install
 from negopt.integrations import comfyui
 from negopt.integrations.comfyui import NegOptGeneratorLoader, NegOptNegativePrompt
-from negopt.integrations.comfyui.install import MARKER, install
 from negopt.integrations.comfyui.loading import clear_cache, load_generator
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
@@ -232,6 +232,7 @@ def test_install_writes_a_pack_comfyui_loads(comfyui_dir, capsys):
     folder = comfyui_dir / "custom_nodes" / "negopt"
     assert result.folder == str(folder) and sorted(os.listdir(folder)) == ["__init__.py", "requirements.txt"]
     assert (folder / "requirements.txt").read_text().splitlines()[1].startswith("negopt>=")
+    assert all((folder / name).read_text().startswith(MARKER) for name in os.listdir(folder))
     module = load_like_comfyui(str(folder))
     assert module.NODE_CLASS_MAPPINGS == comfyui.NODE_CLASS_MAPPINGS
     assert module.NODE_DISPLAY_NAME_MAPPINGS == comfyui.NODE_DISPLAY_NAME_MAPPINGS
@@ -315,7 +316,15 @@ def test_install_says_whether_comfyuis_python_has_negopt(comfyui_dir, monkeypatc
     assert any(f"has negopt {__version__}" in m for m in with_negopt.messages)
 
 
-def test_installed_file_starts_with_the_marker(comfyui_dir):
-    install(comfyui_dir, check_pythons=False)
-    for name in ("__init__.py", "requirements.txt"):
-        assert (comfyui_dir / "custom_nodes" / "negopt" / name).read_text().startswith(MARKER)
+def test_cli_install(comfyui_dir, tmp_path, capsys):
+    from negopt.cli import main
+
+    assert main(["comfyui", "install", str(comfyui_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "installed the negopt nodes in" in out and "negopt must be installed in the Python that runs" in out
+    assert main(["comfyui", "install", str(comfyui_dir)]) == 0
+    assert "already up to date" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["comfyui", "install", str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("negopt comfyui install: error: COMFYUI_DIR")

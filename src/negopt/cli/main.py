@@ -1,4 +1,4 @@
-"""The ``negopt`` command: ``generate``, ``env``, ``eval``, ``train sft`` and ``train rl``.
+"""The ``negopt`` command: ``generate``, ``env``, ``eval``, ``train sft``, ``train rl`` and ``comfyui install``.
 
 Each command's flags are generated from its config dataclasses (:mod:`negopt.cli.args`); ``--config FILE.yaml`` takes
 the same keys and the flags given override it. Errors found before any work starts (a bad flag or config value, a
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from negopt import __version__
 from negopt.cli.args import EXIT_BROKEN_PIPE, EXIT_USAGE, UsageError
+from negopt.cli.comfyui import add_comfyui
 from negopt.cli.env import add_env
 from negopt.cli.generate import add_generate
 
@@ -63,13 +64,15 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     add_env(sub)
     add_eval(sub, full("eval"))
     add_train(sub, full("train", "sft"), full("train", "rl"))
+    add_comfyui(sub)
     return parser
 
 
 def _fail(parser: argparse.ArgumentParser, args: argparse.Namespace, error: BaseException) -> None:
     if getattr(args, "debug", False):
         traceback.print_exception(error.__cause__ or error)
-    command = " ".join(x for x in (args.command, getattr(args, "train_command", None)) if x)
+    sub_command = getattr(args, "train_command", None) or getattr(args, "comfyui_command", None)
+    command = " ".join(x for x in (args.command, sub_command) if x)
     parser.exit(EXIT_USAGE, f"negopt {command}: error: {error}\n")
 
 

@@ -1,9 +1,10 @@
 """negopt's ComfyUI node pack: a generator loader and a negative-prompt node, in ComfyUI's V1 node shape.
 
 ComfyUI loads a custom node pack from ``ComfyUI/custom_nodes/<name>/__init__.py`` and reads its
-``NODE_CLASS_MAPPINGS`` and ``NODE_DISPLAY_NAME_MAPPINGS``; ``negopt comfyui install COMFYUI_DIR`` writes such a
-file, which re-exports the names below. The nodes are plain classes (``INPUT_TYPES``, ``RETURN_TYPES``,
-``FUNCTION``, ``CATEGORY``): importing them needs negopt, not ComfyUI, and imports no torch until a node runs.
+``NODE_CLASS_MAPPINGS`` and ``NODE_DISPLAY_NAME_MAPPINGS``; ``negopt comfyui install COMFYUI_DIR``
+(:mod:`negopt.cli.comfyui`) writes such a file, which re-exports the names below. The nodes are plain classes
+(``INPUT_TYPES``, ``RETURN_TYPES``, ``FUNCTION``, ``CATEGORY``): importing them needs negopt, not ComfyUI, and
+imports no torch until a node runs.
 
 - :class:`NegOptGeneratorLoader`: the built-in generator, a local folder or a hub id -> ``NEGOPT_GENERATOR``,
   loaded once per source and settings (:mod:`~negopt.integrations.comfyui.loading`).

@@ -1,22 +1,28 @@
-"""``negopt comfyui install``: write the node pack's folder into a ComfyUI installation.
+"""``negopt comfyui install COMFYUI_DIR``: write negopt's node pack into a ComfyUI installation.
 
 The folder, ``COMFYUI_DIR/custom_nodes/negopt/``, holds an ``__init__.py`` that re-exports
 :mod:`negopt.integrations.comfyui` (so the nodes are those of whichever negopt ComfyUI's Python has, and upgrading
 negopt upgrades them) and a ``requirements.txt`` naming negopt, which ComfyUI-Manager reads. ComfyUI must run with a
 Python that has negopt installed: :func:`install` looks for the Python environments ComfyUI's installers make and
 says whether negopt is in one, and the installed ``__init__.py`` names the Python it ran in when negopt is missing.
+
+The nodes live in :mod:`negopt.integrations.comfyui`; this module only writes text that imports them (nothing in
+negopt, this command included, imports ``integrations``).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 from negopt import __version__
+from negopt.cli.args import UsageError
 
-__all__ = ["PACK_NAME", "MARKER", "InstallResult", "install", "init_source", "find_comfyui_pythons"]
+__all__ = ["PACK_NAME", "MARKER", "InstallResult", "install", "init_source", "find_comfyui_pythons", "add_comfyui"]
 
 PACK_NAME = "negopt"
 # The first line of the files this command writes: how it tells its own files from a folder it must not touch.
@@ -176,3 +182,32 @@ def install(comfyui_dir: str | os.PathLike, *, check_pythons: bool = True) -> In
         )
     result.messages.append("Restart ComfyUI; the nodes are under the 'negopt' category.")
     return result
+
+
+def add_comfyui(sub: Any) -> None:
+    p = sub.add_parser(
+        "comfyui",
+        help="install negopt's ComfyUI nodes",
+        description="negopt's ComfyUI node pack: NegOpt Generator Loader and NegOpt Negative Prompt.",
+    )
+    actions = p.add_subparsers(dest="comfyui_command", metavar="ACTION")
+    actions.required = True
+    i = actions.add_parser(
+        "install",
+        help="write COMFYUI_DIR/custom_nodes/negopt/",
+        description="Write COMFYUI_DIR/custom_nodes/negopt/__init__.py, which re-exports negopt's nodes, and a "
+        "requirements.txt naming negopt; say whether ComfyUI's Python has negopt. Running it again changes nothing.",
+    )
+    i.add_argument("comfyui_dir", metavar="COMFYUI_DIR", help="the ComfyUI folder, the one with custom_nodes/")
+    i.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors")
+    i.set_defaults(func=_run_install)
+
+
+def _run_install(args: argparse.Namespace) -> int:
+    try:
+        result = install(args.comfyui_dir)
+    except (FileNotFoundError, FileExistsError) as e:
+        raise UsageError(str(e)) from e
+    for message in result.messages:
+        print(message)
+    return 0
