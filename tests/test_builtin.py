@@ -453,3 +453,95 @@ def test_cli_generate_uses_the_builtin():
     assert rows[0]["negative_prompt"] == BuiltinGenerator()("a cartoon cat")
     assert "cartoon" not in terms_of(rows[0]["negative_prompt"])
     assert "blurry" not in terms_of(rows[1]["negative_prompt"])
+
+
+# ------------------------------------------------------------------------------- the user's terms (issue 22)
+@pytest.mark.parametrize(
+    ("extra", "first", "builtin"),
+    [
+        ("(worst quality:1.4)", ["(worst quality:1.4)"], "worst quality"),
+        ("Blurry", ["Blurry"], "blurry"),
+        (["BLURRY", "(Watermark)"], ["BLURRY", "(Watermark)"], "watermark"),
+        ("((jpeg artifacts:1.2))", ["((jpeg artifacts:1.2))"], "jpeg artifacts"),
+    ],
+)
+def test_extra_terms_spelled_like_a_builtin_term_keep_the_users_spelling(extra, first, builtin):
+    # A built-in term in another case or with a weight was a KeyError; it must dedupe against the built-in term and
+    # keep the user's spelling and weight, first.
+    gen = BuiltinGenerator(extra_terms=extra)
+    for prompt in ("a dog", "a portrait photo of a woman", ""):
+        terms = terms_of(gen(prompt))
+        assert terms[: len(first)] == first, terms
+        keys = [term_key(t) for t in terms]
+        assert keys.count(builtin) == 1 and builtin not in terms, terms
+        assert len(set(keys)) == len(keys), terms
+    for candidate in gen("a dog", num_candidates=4, seed=1):
+        assert terms_of(candidate)[: len(first)] == first
+
+
+def test_extra_terms_spelled_like_a_subject_term():
+    gen = BuiltinGenerator(extra_terms="(Bad Hands:1.3)")
+    terms = terms_of(gen("a man waving his hand"))
+    assert terms[0] == "(Bad Hands:1.3)"
+    assert "bad hands" not in terms and "extra fingers" in terms
+    # The user's spelling still obeys the prompt.
+    assert "(Blurry:1.2)" not in terms_of(BuiltinGenerator(extra_terms="(Blurry:1.2)")("a blurry photo of a dog"))
+
+
+@pytest.mark.parametrize("extra", ["(easynegative:1.2), EasyNegative", ["(easynegative:1.2)", "EasyNegative"]])
+def test_extra_terms_repeated_in_another_spelling_keep_the_first(extra):
+    gen = BuiltinGenerator(extra_terms=extra)
+    assert gen.extra_terms == ("(easynegative:1.2)",)
+    terms = terms_of(gen("a dog"))
+    assert terms[:2] == ["(easynegative:1.2)", "worst quality"]
+    assert "EasyNegative" not in terms
+
+
+def test_extra_terms_are_never_dropped_for_the_budget():
+    extra = ["easynegative", "(bad hands:1.3)", "an overly long description of every kind of ugly thing I dislike"]
+    cost = approx_clip_tokens(join_terms(extra))
+    # Exactly the user's budget: the user's terms, whole, and nothing generated.
+    assert BuiltinGenerator(max_tokens=cost, extra_terms=extra)("a dog") == join_terms(extra)
+    for max_tokens in (cost + 2, cost + 10, 60):
+        gen = BuiltinGenerator(max_tokens=max_tokens, extra_terms=extra)
+        for prompt in PROMPTS:
+            for negative in gen(prompt, num_candidates=3, seed=0):
+                assert terms_of(negative)[:3] == extra, (prompt, negative)
+                assert approx_clip_tokens(negative) <= max_tokens
+    # The same with a counter of one's own.
+    gen = BuiltinGenerator(max_tokens=len(join_terms(extra)) + 12, count_tokens=len, extra_terms=extra)
+    negative = gen("a dog")
+    assert terms_of(negative)[:3] == extra and len(terms_of(negative)) > 3 and len(negative) <= gen.max_tokens
+
+
+def test_extra_terms_over_the_budget_are_refused():
+    # The user's terms come first in the budget; when they alone exceed it, dropping some of them while adding
+    # generated ones (what it did) is wrong, so it says how to fix it.
+    extra = "easynegative, an overly long description of every kind of ugly thing I dislike"
+    with pytest.raises(ValueError, match=r"extra_terms take \d+ tokens, more than max_tokens=8"):
+        BuiltinGenerator(max_tokens=8, extra_terms=extra)
+    with pytest.raises(ValueError, match=r"extra_terms take \d+ tokens, more than max_tokens=8"):
+        BuiltinGenerator(max_tokens=8, count_tokens=len, extra_terms=extra)
+    with pytest.raises(ValueError, match=r"extra_terms has 3 terms, more than max_terms=2"):
+        BuiltinGenerator(max_terms=2, extra_terms="a, b, c")
+    assert terms_of(BuiltinGenerator(max_terms=3, extra_terms="a, b, c")("a dog")) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("count_tokens", "match"),
+    [
+        (lambda text: float(len(text)), r"count_tokens must return an int.*got float"),
+        (lambda text: [1, 2, 3], r"count_tokens must return an int.*got list"),
+        (lambda text: str(len(text)), r"count_tokens must return an int.*got str"),
+        (lambda text: True, r"count_tokens must return an int.*got bool"),
+        (lambda text: None, r"count_tokens must return an int.*got NoneType"),
+    ],
+)
+def test_count_tokens_must_return_an_int(count_tokens, match):
+    with pytest.raises(TypeError, match=match):
+        BuiltinGenerator(count_tokens=count_tokens)("a dog")
+
+
+def test_count_tokens_returning_a_negative_number_is_refused():
+    with pytest.raises(ValueError, match=r"count_tokens returned -1"):
+        BuiltinGenerator(count_tokens=lambda text: -1)("a dog")

@@ -28,6 +28,7 @@ The vocabulary (and where each list comes from) is in :mod:`negopt.builtin.vocab
 from __future__ import annotations
 
 import logging
+import numbers
 import random
 import re
 import zlib
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 
 from negopt.builtin.patterns import Group
 from negopt.builtin.vocabulary import CLIP_WORD_TOKENS, CONCEPTS, CORE, EXTRAS, MARKS, STYLES, SUBJECTS
-from negopt.text import dedupe_terms, fit_terms, join_terms, split_terms, term_key
+from negopt.text import dedupe_terms, join_terms, split_terms, term_key
 
 __all__ = ["BuiltinGenerator", "BuiltinAnalysis", "approx_clip_tokens", "vocabulary_words"]
 
@@ -150,15 +151,18 @@ class BuiltinGenerator:
             under CLIP's 77 tokens (75 plus start and end) for terms of your own.
         max_terms: At most this many terms, or None for no limit other than ``max_tokens``.
         count_tokens: Counts the tokens of a text, e.g. ``lambda t: len(pipe.tokenizer(t).input_ids) - 2``, to budget
-            exactly for one text encoder. Called once per term considered, so a slow counter makes each call slower.
-        extra_terms: Your own terms (a list or a comma-separated string), put first in every negative. They are
-            dropped, like built-in terms, for a prompt that asks for them.
+            exactly for one text encoder; it must return an int. Called once per term considered, so a slow counter
+            makes each call slower.
+        extra_terms: Your own terms (a list or a comma-separated string), put first in every negative in your
+            spelling and weight (``"(worst quality:1.4)"`` replaces the built-in "worst quality"). They come first in
+            the budget and are never cut for it; like built-in terms, they are left out for a prompt that asks for
+            them.
         exclude_terms: Terms (a list or a comma-separated string) never to output, compared by
             :func:`~negopt.text.term_key` (case and emphasis ignored).
 
     Raises:
-        TypeError: If an argument has the wrong type.
-        ValueError: If ``max_tokens`` or ``max_terms`` is not positive.
+        TypeError: If an argument has the wrong type, or ``count_tokens`` does not return an int.
+        ValueError: If ``max_tokens`` or ``max_terms`` is not positive, or ``extra_terms`` alone exceed them.
 
     Example:
         >>> gen = BuiltinGenerator()
@@ -187,11 +191,16 @@ class BuiltinGenerator:
         self.extra_terms = tuple(_as_terms("extra_terms", extra_terms))
         self.exclude_terms = tuple(_as_terms("exclude_terms", exclude_terms))
         excluded = {term_key(t) for t in self.exclude_terms}
+        self._check_extra_terms_fit()
 
         # Everything that does not depend on the prompt is computed once: for every term that can be output, its
-        # key, its content words (direct rule), the concepts it contradicts (concept rule) and its token count.
-        vocabulary = dedupe_terms(
-            [*self.extra_terms, *CORE, *MARKS, *EXTRAS, *(t for g in (*SUBJECTS, *STYLES) for t in g.terms)]
+        # key, its content words (direct rule), the concepts it contradicts (concept rule) and its token count. The
+        # tables hold every spelling: a user's "(Blurry:1.2)" and the built-in "blurry" share a key, and the first
+        # met in a prompt's tiers (the user's) is the one kept.
+        vocabulary = list(
+            dict.fromkeys(
+                [*self.extra_terms, *CORE, *MARKS, *EXTRAS, *(t for g in (*SUBJECTS, *STYLES) for t in g.terms)]
+            )
         )
         self._excluded = frozenset(excluded)
         self._keys = {t: term_key(t) for t in vocabulary}
@@ -264,16 +273,50 @@ class BuiltinGenerator:
             kept_tiers.append(kept)
         return kept_tiers, [g.name for g in subjects], [g.name for g in styles], asks, removed
 
-    def _fit(self, terms: list[str]) -> list[str]:
-        """The whole terms, in order, that fit within ``max_tokens`` and ``max_terms``."""
+    def _count(self, text: str) -> int:
+        """``count_tokens(text)``, checked: a counter that returns something else fails here, by name."""
+        n = self.count_tokens(text)
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+            raise TypeError(
+                f"count_tokens must return an int (the number of tokens of the text it is given), got "
+                f"{type(n).__name__}: {_short(n)} for {text!r}; for a tokenizer, count its ids: "
+                f"lambda t: len(tokenizer(t).input_ids) - 2"
+            )
+        if n < 0:
+            raise ValueError(f"count_tokens returned {n} for {text!r}; a number of tokens is at least 0")
+        return int(n)
+
+    def _check_extra_terms_fit(self) -> None:
+        """The user's terms come first in the budget and are never cut: refuse them if they alone exceed it."""
+        if self.max_terms is not None and len(self.extra_terms) > self.max_terms:
+            raise ValueError(
+                f"extra_terms has {len(self.extra_terms)} terms, more than max_terms={self.max_terms}; your terms are "
+                f"never cut, so pass max_terms={len(self.extra_terms)} or more, or fewer extra_terms"
+            )
+        text = join_terms(self.extra_terms)
+        # With no extra terms, a counter of one's own is still tried once here, so a wrong one fails at once.
+        cost = approx_clip_tokens(text) if self.count_tokens is None else self._count(text or CORE[0])
+        if self.extra_terms and cost > self.max_tokens:
+            raise ValueError(
+                f"extra_terms take {cost} tokens, more than max_tokens={self.max_tokens}; your terms come first in "
+                f"the budget and are never cut, so pass max_tokens={cost} or more (the generated terms fill what is "
+                f"left), or fewer extra_terms"
+            )
+
+    def _fit(self, terms: list[str], fixed: int) -> list[str]:
+        """The first ``fixed`` terms (the user's), then the whole terms, in order, that fit in what is left."""
+        kept = terms[:fixed]
         if self.count_tokens is not None:
-            # Greedy in order: the first max_terms terms fit_terms keeps are the ones a limit-aware loop keeps.
-            kept, _ = fit_terms(terms, self.max_tokens, self.count_tokens)
-            return kept[: self.max_terms]
+            # Greedy in order, as fit_terms, but the user's terms are kept whatever the counter says.
+            for term in terms[fixed:]:
+                if self.max_terms is not None and len(kept) >= self.max_terms:
+                    break
+                if self._count(join_terms([*kept, term])) <= self.max_tokens:
+                    kept.append(term)
+            return kept
         # The estimate is additive over ", "-joined terms, so the budget is kept with a running sum.
-        kept = []
-        used = 0
-        for term in terms:
+        used = approx_clip_tokens(join_terms(kept))
+        for term in terms[fixed:]:
             if self.max_terms is not None and len(kept) >= self.max_terms:
                 break
             cost = self._tokens[term] + (self._separator_tokens if kept else 0)
@@ -292,7 +335,7 @@ class BuiltinGenerator:
                 rng.shuffle(tier)
                 varied.append(tier)
             tiers = varied
-        return join_terms(self._fit([t for tier in tiers for t in tier]))
+        return join_terms(self._fit([t for tier in tiers for t in tier], len(tiers[0])))
 
     def _one(self, prompt: str, k: int, seed: int) -> str | list[str]:
         tiers = self._compose(prompt)[0]
@@ -398,7 +441,7 @@ def _as_terms(name: str, value: Iterable[str] | str | None) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
-        return split_terms(value)
+        return dedupe_terms(split_terms(value))
     try:
         items = list(value)
     except TypeError:
