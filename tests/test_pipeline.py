@@ -328,6 +328,24 @@ def test_a_long_user_negative_without_commas_is_cut_at_a_word_boundary_not_dropp
     assert repr(user[len(sent) + 1 :]) in message  # the warning shows exactly what was cut
 
 
+def test_a_long_generated_negative_without_commas_is_cut_at_a_word_boundary_not_sent_empty(pipes):
+    tokenizer = pipes("sd").tokenizer
+    generated = " ".join(f"word{i}" for i in range(30))  # one term of about 170 tokens: a model that wrote no commas
+    pipe = NegOptPipeline(pipes("sd"), lambda prompts: [generated] * len(prompts))
+    with pytest.warns(UserWarning, match="token limit") as record:
+        out = pipe(prompt=PROMPTS[0], **call_args("sd", 1))
+    sent = out.negative_prompts[0]
+    assert sent and generated.startswith(sent + " ")  # before the fix: "" (the one term was dropped whole)
+    assert len(tokenizer(sent)["input_ids"]) <= 77
+    next_word = generated[len(sent) + 1 :].split(" ")[0]
+    assert len(tokenizer(f"{sent} {next_word}")["input_ids"]) > 77  # as many words as fit
+    message = str(record[0].message)
+    # The warning says what was cut and that it was the generator's text, not a negative the user passed.
+    assert "the generated negative prompt was cut" in message and repr(generated[len(sent) + 1 :]) in message
+    assert "your negative prompt" not in message and "Shorten `negative_prompt`" not in message
+    assert record[0].filename == __file__
+
+
 def test_a_user_term_that_can_never_fit_is_cut_after_the_ones_that_do(pipes):
     pipe = NegOptPipeline(pipes("sd"), words_negative, combine="user")
     long_term = " ".join(f"word{i}" for i in range(30))

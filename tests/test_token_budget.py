@@ -69,3 +69,27 @@ def test_fit_negatives_keeps_user_terms_first_and_whole_generated_terms(clip):
     assert "CLIPTokenizer 30" in message and "'watermark', 'jpeg'" in message and "not sent: 'eight'" in message
     assert fit_negatives(negatives[1:2], [(clip, 30)]) == (["blurry"], [])  # it fits: unchanged, nothing trimmed
     assert fit_negatives(negatives, []) == (negatives, [])  # no limit: unchanged
+
+
+def test_a_generated_negative_without_commas_is_cut_at_a_word_boundary_not_dropped(clip):
+    # A generated negative written as one long term (no commas): 20 words of 5 tokens, 100 tokens in all.
+    words = [f"w{i:02d}ab" for i in range(20)]
+    generated = " ".join(words)
+    fitted, trimmed = fit_negatives([generated], [(clip, 30)])  # 28 tokens besides start and end
+    # By hand: 5 words are 25 tokens, a 6th makes 30 > 28. Before the fix the whole term was dropped: "".
+    assert fitted == [" ".join(words[:5])]
+    assert trimmed == [Trimmed(0, "", [], " ".join(words[5:]))]
+    # After the user's terms, the generated term fills what is left: "lowres" is 6, ", " 1, three words 15.
+    fitted, trimmed = fit_negatives([f"lowres, {generated}, blurry"], [(clip, 30)], n_user=[1])
+    assert fitted == ["lowres, " + " ".join(words[:4])]
+    assert by_hand(fitted[0]) + 1 <= 28 < by_hand(fitted[0]) + 1 + 5
+    assert trimmed == [Trimmed(0, "", ["blurry"], " ".join(words[4:]))]
+    # Whole generated terms still come first: a term that fits whole is never cut.
+    fitted, _ = fit_negatives([f"{generated}, blurry"], [(clip, 30)])
+    assert fitted == [" ".join(words[:5])]
+
+    message = trimmed_message(fitted, trimmed, [(clip, 30)])
+    assert "the generated negative prompt was cut at a word boundary" in message
+    assert f"not sent: {' '.join(words[4:])!r}" in message and "dropped generated terms 'blurry'" in message
+    # The user passed nothing that was cut: the warning does not tell them to shorten their negative.
+    assert "Only generated text was trimmed" in message and "Shorten `negative_prompt`" not in message

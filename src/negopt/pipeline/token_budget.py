@@ -3,8 +3,9 @@
 diffusers cuts a negative prompt that is over its text encoder's limit (77 CLIP tokens) mid-word, without a warning.
 :func:`fit_negatives` trims it instead to the whole terms that fit every tokenizer it is sent to: the user's terms
 are kept first and in order (a single user term over the limit is cut at a word boundary, never dropped), then as
-many generated terms as fit. Token counts are those of the pipeline's own tokenizers, with a multi-vector
-textual-inversion embedding counted at its true number of vectors (see :func:`count_tokens`).
+many generated terms as fit (the first generated term that alone is over the limit, as a negative written without
+commas is, is cut at a word boundary too, never sent as ""). Token counts are those of the pipeline's own tokenizers,
+with a multi-vector textual-inversion embedding counted at its true number of vectors (see :func:`count_tokens`).
 
 The functions here read tokenizers and text only; :class:`~negopt.NegOptPipeline` decides which tokenizers a
 negative reaches and warns about what was trimmed.
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from negopt.text import fit_terms, join_terms, split_terms
+from negopt.text import join_terms, split_terms
 
 __all__ = ["Trimmed", "count_tokens", "cut_words", "fit_negatives", "token_limit", "trimmed_message"]
 
@@ -37,11 +38,14 @@ class Trimmed:
         cut: The user's text that was not sent ("" when all the user's terms fit). Set when a user term did not fit:
             no generated term is added after it then.
         dropped: The generated terms that were not sent (with ``cut`` set: all of them).
+        cut_generated: The generated text that was not sent from a generated term too long to ever fit whole (a
+            negative written without commas, say), whose words that fit were kept ("" when no term was cut).
     """
 
     index: int
     cut: str = ""
     dropped: list[str] = field(default_factory=list)
+    cut_generated: str = ""
 
 
 def token_limit(tokenizer: Any, max_sequence_length: int | None = None) -> int | None:
@@ -125,8 +129,10 @@ def fit_negatives(
     The first ``n_user[i]`` terms of ``negatives[i]`` are the user's: they are kept in order while they fit (a prefix,
     never a hole) and never dropped to make room for generated terms; a user term that alone is over the limit is cut
     at a word boundary (its first word is kept whole if nothing else fits). The generated terms that follow are kept
-    in order while they fit; one that does not is dropped and the next, shorter one still tried. A negative that fits
-    is returned unchanged.
+    in order while they fit; one that does not is dropped and the next, shorter one still tried, except the first
+    one that alone is over the limit (a generated negative with no commas is a single term): it is cut at a word
+    boundary, as a user term is, so that a long generated negative is never sent as "". A negative that fits is
+    returned unchanged.
 
     Args:
         negatives: The negative prompts, terms joined with ", " (as :func:`negopt.text.merge_negatives` writes them).
@@ -178,8 +184,9 @@ def fit_negatives(
             return exact_excess(text)
         return max(sum(table[p] for p in parts) + sep * (len(parts) - 1) - budget for table, sep, budget in tables)
 
-    def fit(i: int, excess: Callable[[str], int]) -> tuple[list[str], str, list[str]]:
-        """``(kept terms, the user's text that was cut, generated terms dropped)`` for negative ``i``."""
+    def fit(i: int, excess: Callable[[str], int]) -> tuple[list[str], str, list[str], str]:
+        """``(kept terms, the user's text that was cut, generated terms dropped, generated text cut)`` for negative
+        ``i``."""
         terms = terms_of[i]
         users, generated = terms[: n_user[i]], terms[n_user[i] :]
         kept: list[str] = []
@@ -196,13 +203,30 @@ def fit_negatives(
                 )
                 kept = [*kept, head] if head else kept
                 rest = ([tail] if tail else []) + rest[1:]
-            return kept, join_terms(rest), list(generated)
-        prefix = join_terms(kept)
-        more, dropped = fit_terms(generated, 0, lambda t: excess(f"{prefix}, {t}" if prefix else t))
-        return [*kept, *more], "", dropped
+            return kept, join_terms(rest), list(generated), ""
+        # The generated terms in order while they fit; one that does not is dropped and the next still tried. The
+        # first one that could never fit whole (a negative written without commas is one long term) is cut at a word
+        # boundary instead, as a user term is, so that a long generated negative is never sent as "".
+        dropped: list[str] = []
+        cut_generated = ""
+        for term in generated:
+            before = join_terms(kept)
+            if excess(f"{before}, {term}" if before else term) <= 0:
+                kept.append(term)
+                continue
+            if not cut_generated and excess(term) > 0:
+                head, tail = cut_words(
+                    term, lambda h, before=before: exact_excess(f"{before}, {h}" if before else h), keep_one=not kept
+                )
+                if head:
+                    kept.append(head)
+                    cut_generated = tail
+                    continue
+            dropped.append(term)
+        return kept, "", dropped, cut_generated
 
     results = {i: fit(i, summed_excess) for i in over}
-    checked = [join_terms(kept) for kept, _, _ in results.values()]
+    checked = [join_terms(kept) for kept, *_ in results.values()]
     for tokenizer, budget in budgets:
         for i, n in zip(list(results), count_tokens(tokenizer, checked, convert)):
             if n > budget:
@@ -210,15 +234,16 @@ def fit_negatives(
 
     fitted = list(negatives)
     trimmed = []
-    for i, (kept, cut, dropped) in results.items():
+    for i, (kept, cut, dropped, cut_generated) in results.items():
         fitted[i] = join_terms(kept)
-        trimmed.append(Trimmed(index=i, cut=cut, dropped=dropped))
+        trimmed.append(Trimmed(index=i, cut=cut, dropped=dropped, cut_generated=cut_generated))
     return fitted, trimmed
 
 
 def trimmed_message(fitted: list[str], trimmed: Sequence[Trimmed], limits: Sequence[tuple[Any, int]]) -> str:
     """The warning of a call whose negatives :func:`fit_negatives` trimmed: the limits, what was cut or dropped from
-    each negative, and how to send it whole instead.
+    each negative and whose text it was (the caller's ``negative_prompt`` or the generator's), and how to send it
+    whole instead.
 
     Args:
         fitted: The fitted negatives.
@@ -232,13 +257,28 @@ def trimmed_message(fitted: list[str], trimmed: Sequence[Trimmed], limits: Seque
                 f"prompt {t.index}: your negative prompt was cut after {fitted[t.index][-40:]!r}; not sent: {t.cut!r}"
                 + (f"; the {len(t.dropped)} generated terms were not added" if t.dropped else "")
             )
-        else:
+            continue
+        parts = []
+        if t.cut_generated:
+            parts.append(
+                f"the generated negative prompt was cut at a word boundary after {fitted[t.index][-40:]!r}; "
+                f"not sent: {t.cut_generated!r}"
+            )
+        if t.dropped:
             more = f" and {len(t.dropped) - 6} more" if len(t.dropped) > 6 else ""
-            notes.append(f"prompt {t.index}: dropped generated terms {', '.join(map(repr, t.dropped[:6]))}{more}")
+            parts.append(f"dropped generated terms {', '.join(map(repr, t.dropped[:6]))}{more}")
+        notes.append(f"prompt {t.index}: {'; '.join(parts)}")
     shown = ", ".join(dict.fromkeys(f"{type(tokenizer).__name__} {limit}" for tokenizer, limit in limits))
+    if any(t.cut for t in trimmed):
+        fix = "Shorten `negative_prompt`, pass fit_to_tokenizer=False to send it as is"
+    else:
+        fix = (
+            "Only generated text was trimmed, none of yours. To send more of it, have the generator write shorter "
+            "negatives (fewer max_new_tokens, or max_tokens for the built-in), pass fit_to_tokenizer=False to send "
+            "it as is (diffusers then cuts it mid-word)"
+        )
     return (
         f"A negative prompt was longer than the text encoders' token limit ({shown}, special tokens included); "
-        f"diffusers would cut it mid-word, so it was trimmed to the whole terms that fit, yours first "
-        f"({'; '.join(notes)}). Shorten `negative_prompt`, pass fit_to_tokenizer=False to send it as is, or "
-        "prompt_weighting='a1111' to encode it whole in 75-token chunks."
+        f"diffusers would cut it mid-word, so it was trimmed to what fits, whole terms where it can, your terms "
+        f"first ({'; '.join(notes)}). {fix}, or prompt_weighting='a1111' to encode it whole in 75-token chunks."
     )
