@@ -37,6 +37,10 @@ def test_given_generation_kwargs_override_only_their_keys():
         ({"model_type": "encoder"}, ValueError, "model_type must be 'seq2seq' or 'causal'"),
         ({"prompt_template": "negatives for: "}, ValueError, "prompt_template must contain '{prompt}'"),
         ({"generation_kwargs": [("max_new_tokens", 8)]}, TypeError, "generation_kwargs must be a dict"),
+        # 0 read as "no limit" (a falsy-zero default) was a silent wrong result: it is an error now.
+        ({"max_input_tokens": 0}, ValueError, r"max_input_tokens must be a positive number.*got 0.*does not mean"),
+        ({"max_input_tokens": -5}, ValueError, r"max_input_tokens must be a positive number.*got -5"),
+        ({"max_input_tokens": True}, ValueError, r"max_input_tokens must be a positive number.*got True"),
     ],
 )
 def test_bad_values_name_the_field(kwargs, error, match):
@@ -65,3 +69,17 @@ def test_unreadable_json_is_a_clear_error(tmp_path):
     (tmp_path / CONFIG_NAME).write_text("[1, 2]")
     with warnings.catch_warnings(), pytest.raises(ValueError, match="must hold a JSON object"):
         NegOptConfig.from_json_file(tmp_path / CONFIG_NAME)
+
+
+def test_max_input_tokens_zero_from_a_file_or_the_command_line_is_an_error(tmp_path, t5_dir, capsys):
+    with pytest.raises(ValueError, match=r"max_input_tokens must be a positive number.*got 0"):
+        NegOptConfig.from_dict({"max_input_tokens": "0"})
+    assert NegOptConfig(max_input_tokens=1).max_input_tokens == 1
+
+    from negopt.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--model", t5_dir, "--max-input-tokens", "0", "a cat"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "max_input_tokens must be a positive number" in err and "Traceback" not in err

@@ -48,7 +48,8 @@ class NegOptConfig:
             ``no_repeat_ngram_size=3``, ``repetition_penalty=1.2``): keys given here replace those keys only; set
             ``no_repeat_ngram_size=0`` or ``repetition_penalty=1.0`` to turn repetition control off. Call-time keyword
             arguments override both.
-        max_input_tokens: Inputs longer than this are truncated with a warning (None: the tokenizer's limit).
+        max_input_tokens: Inputs longer than this many tokens (at least 1) are truncated with a warning (None: the
+            tokenizer's limit).
         base_model_name_or_path: The base model a LoRA adapter was trained on, for the model card.
         negopt_version: The negopt version that wrote the config.
     """
@@ -71,6 +72,12 @@ class NegOptConfig:
             raise ValueError(
                 f"prompt_template must contain '{{prompt}}', got {self.prompt_template!r}. "
                 "Example: 'Write a negative prompt for: {prompt}'."
+            )
+        limit = self.max_input_tokens
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(
+                f"max_input_tokens must be a positive number of tokens, or None for the tokenizer's own limit; got "
+                f"{limit!r}. (0 does not mean 'no limit': leave it unset, or pass the model's real input length.)"
             )
         if not isinstance(self.generation_kwargs, dict):
             raise TypeError(f"generation_kwargs must be a dict, got {type(self.generation_kwargs).__name__}.")

@@ -6,12 +6,15 @@ Internal: this module's names may change in any release. The public surface is `
 
 from __future__ import annotations
 
+import copy
+import operator
+import sys
 from collections import OrderedDict
 from typing import Any
 
 import torch
 
-__all__ = ["LRUCache", "ParamList", "freeze", "model_state", "check_cache_size", "cache_scope", "lookup", "store"]
+__all__ = ["LRUCache", "ModelWatch", "freeze", "check_cache_size", "cache_scope", "lookup", "store"]
 
 _LEAF_TYPES = (str, int, float, bool, type(None), torch.dtype)
 
@@ -41,58 +44,132 @@ def freeze(kwargs: dict[str, Any]) -> tuple | None:
         return None
 
 
-# Any parameter registered on any module anywhere (a new LoRA adapter, a replaced weight) bumps this counter, so a
-# cached list of a model's parameters can tell cheaply when it is out of date.
+# Any parameter, buffer or submodule registered on any module anywhere (a new LoRA adapter, a replaced weight or
+# layer) bumps this counter, so a cached list of a model's parameters can tell cheaply when it may be out of date.
 _registrations = 0
-_hook_installed = False
+_hooks_installed = False
 
 
-def _count_registration(module: torch.nn.Module, name: str, param: Any) -> None:
+def _count_registration(module: torch.nn.Module, name: str, value: Any) -> None:
     global _registrations
     _registrations += 1
 
 
-def _install_hook() -> None:
-    global _hook_installed
-    if not _hook_installed:
-        torch.nn.modules.module.register_module_parameter_registration_hook(_count_registration)
-        _hook_installed = True
+def _install_hooks() -> None:
+    global _hooks_installed
+    if not _hooks_installed:
+        registry = torch.nn.modules.module
+        registry.register_module_parameter_registration_hook(_count_registration)
+        registry.register_module_buffer_registration_hook(_count_registration)
+        registry.register_module_module_registration_hook(_count_registration)
+        _hooks_installed = True
 
 
-class ParamList:
-    """A model's parameters, listed once and listed again only after a parameter was registered somewhere."""
+class _Watched:
+    """A value read live on each call, compared with a copy of what it was: its ``epoch`` moves when it changed.
+
+    Comparing the live value with the copy costs about a microsecond for a config; copying happens only on a change.
+    A value that cannot be compared or copied (a tensor inside a config) counts as changed on every call.
+    """
 
     def __init__(self) -> None:
-        _install_hook()
+        self.epoch = 0
+        self._copy: Any = _Unhashable  # a sentinel no value equals
+
+    def check(self, live: Any) -> int:
+        try:
+            same = bool(live == self._copy)
+        except Exception:
+            same = False
+        if not same:
+            self.epoch += 1
+            try:
+                self._copy = copy.deepcopy(live)
+            except Exception:
+                self._copy = _Unhashable
+        return self.epoch
+
+
+def _tuner_layers(model: torch.nn.Module) -> list[dict[str, Any]]:
+    """The attribute dicts of peft's adapter layers (LoRA and the others) inside ``model``: each layer holds its own
+    active adapter, disabled flag, merged adapters and scales there (read from the dict: properties cost more)."""
+    if "peft" not in sys.modules:  # no adapter layer can exist before peft is imported
+        return []
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [vars(m) for m in model.modules() if isinstance(m, BaseTunerLayer)]
+
+
+_version = operator.attrgetter("_version")
+
+
+class ModelWatch:
+    """What a model's outputs depend on, in a form that is cheap to read and compare on every call.
+
+    :meth:`weights` covers the weights and adapters: in-place updates (an optimizer step, ``load_state_dict``) bump
+    each tensor's version counter; a move or cast replaces the storage (``data_ptr``); a parameter, buffer or layer
+    replaced (``module.weight = nn.Parameter(...)``) is seen by torch's registration hooks, after which the
+    parameters are listed again and compared by identity (a version sum alone cannot tell a replaced parameter: the
+    weights of a model loaded by ``from_pretrained`` and a new ``nn.Parameter`` both have version 0); peft's active
+    adapter, ``disable_adapter()``, merged adapters and every adapter layer's ``scaling`` (``set_scale``,
+    ``rescale_adapter_scale``) are read directly. :meth:`configs` covers ``model.generation_config`` and
+    ``model.config``, compared by value. Writes through ``param.data`` are invisible to version counters: call
+    ``clear_cache()`` after those.
+    """
+
+    def __init__(self) -> None:
+        _install_hooks()
         self._model_id: int | None = None
         self._seen = -1
-        self._params: list[torch.Tensor] = []
+        self._tensors: list[torch.Tensor] = []
+        self._tuners: list[dict[str, Any]] = []
+        self._inner: dict[str, Any] = {}
+        self._replaced = 0  # moves when the listed tensors are other objects than before
+        self._adapters = _Watched()
+        self._configs = _Watched()
 
-    def get(self, model: torch.nn.Module) -> list[torch.Tensor]:
+    def _list(self, model: torch.nn.Module) -> list[torch.Tensor]:
         if id(model) != self._model_id or _registrations != self._seen:
-            self._params = list(model.parameters())
+            tensors = [*model.parameters(), *model.buffers()]
+            old = self._tensors  # still referenced here, so no old tensor's id can have been reused
+            if len(tensors) != len(old) or any(a is not b for a, b in zip(tensors, old)):
+                self._replaced += 1
+            self._tensors, self._tuners = tensors, _tuner_layers(model)
+            # The transformers model under any peft wrapper: its attributes are read without the wrappers' lookups.
+            self._inner = vars(model.get_base_model() if hasattr(model, "get_base_model") else model)
             self._model_id, self._seen = id(model), _registrations
-        return self._params
+        return self._tensors
 
+    def weights(self, model: torch.nn.Module) -> tuple:
+        """The state of ``model``'s weights and adapters (equal tuples: the same weights and adapters)."""
+        ts = self._list(model)
+        first = ts[0] if ts else None
+        adapters = getattr(model, "active_adapters", None) if hasattr(model, "peft_config") else None
+        tuners = None
+        if self._tuners:
+            live = [
+                (d.get("_active_adapter"), d.get("_disable_adapters"), d.get("merged_adapters"), d.get("scaling"))
+                for d in self._tuners
+            ]
+            tuners = self._adapters.check(live)
+        return (
+            id(model),
+            self._replaced,
+            len(ts),
+            sum(map(_version, ts)),
+            None if first is None else (first.data_ptr(), first.dtype, first.device),
+            tuple(adapters) if isinstance(adapters, (list, tuple)) else adapters,
+            getattr(model, "_adapters_disabled", None),
+            tuners,
+        )
 
-def model_state(model: torch.nn.Module, params: ParamList) -> tuple:
-    """What the model's outputs depend on, in a form that is cheap to compute and compare.
-
-    In-place updates of the weights (an optimizer step, ``load_state_dict``) bump each tensor's version counter; a
-    move or cast replaces the storage (``data_ptr``); peft's active adapter and ``disable_adapter()`` are read
-    directly. Writes through ``param.data`` are invisible to version counters: call ``clear_cache()`` after those.
-    """
-    ps = params.get(model)
-    first = ps[0] if ps else None
-    adapters = getattr(model, "active_adapters", None) if hasattr(model, "peft_config") else None
-    return (
-        id(model),
-        len(ps),
-        sum(p._version for p in ps),
-        None if first is None else (first.data_ptr(), first.dtype, first.device),
-        tuple(adapters) if isinstance(adapters, (list, tuple)) else adapters,
-        getattr(model, "_adapters_disabled", None),
-    )
+    def configs(self, model: torch.nn.Module) -> int:
+        """A number that changes when ``model.generation_config`` or ``model.config`` changed (by value)."""
+        self._list(model)
+        gc, config = self._inner.get("generation_config"), self._inner.get("config")
+        if gc is None or config is None:  # not plain attributes of the model: ask it
+            gc, config = getattr(model, "generation_config", None), getattr(model, "config", None)
+        return self._configs.check((getattr(gc, "__dict__", gc), getattr(config, "__dict__", config)))
 
 
 class LRUCache:
@@ -101,7 +178,7 @@ class LRUCache:
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self._data: OrderedDict[Any, Any] = OrderedDict()
-        self.params = ParamList()
+        self.watch = ModelWatch()
         self.state: tuple | None = None
         self.hits = 0
         self.misses = 0
@@ -159,7 +236,8 @@ def cache_scope(
     """The part of a cache key shared by every prompt of a call, or None when the call must not be cached.
 
     ``settings`` is what else the output depends on besides the model (the tokenizer, the prompt template, the input
-    limit, the fast path's settings); when it or the model's state changed since the last call, the cache empties.
+    limit, the fast path's settings); when it or the model's state (weights, adapters and their scales, generation
+    config: see :class:`ModelWatch`) changed since the last call, the cache empties.
     """
     if cache.maxsize <= 0 or model.training:
         return None
@@ -169,7 +247,7 @@ def cache_scope(
     frozen = freeze(kwargs)
     if frozen is None:
         return None
-    state = (model_state(model, cache.params), *settings)
+    state = (cache.watch.weights(model), cache.watch.configs(model), *settings)
     if state != cache.state:  # the model or its settings changed: nothing kept is valid any more
         cache.clear()
         cache.state = state

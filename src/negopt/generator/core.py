@@ -130,7 +130,7 @@ class NegOptGenerator(GeneratorSavingMixin):
     @property
     def max_input_tokens(self) -> int:
         """Inputs are truncated to this many tokens: the config's limit, else the tokenizer's when sane, else 512."""
-        if self.config.max_input_tokens:
+        if self.config.max_input_tokens is not None:
             return int(self.config.max_input_tokens)
         limit = getattr(self.tokenizer, "model_max_length", None)
         if isinstance(limit, int) and 0 < limit <= _SANE_MAX_LENGTH:
@@ -164,9 +164,11 @@ class NegOptGenerator(GeneratorSavingMixin):
         call that passes an object (a logits processor, a callable) to ``generate`` are never cached. The key holds
         the prompt, ``num_candidates``, ``seed``, every generation setting (the config's and the call's), the prompt
         template and input limit, the tokenizer and the model; the cache empties itself when the model changes: new
-        weights (an optimizer step or ``load_state_dict``), another active LoRA adapter or ``disable_adapter()``, a
-        move or cast (:meth:`to`), :meth:`optimize`. A write through ``param.data`` is invisible to it: call
-        :meth:`clear_cache` after one. A hit costs a few microseconds and returns a fresh list each time.
+        weights (an optimizer step, ``load_state_dict``, a parameter or layer replaced), another active LoRA adapter,
+        ``disable_adapter()``, an adapter's scale (``set_scale``, ``rescale_adapter_scale``, ``scaling`` edited) or a
+        merged adapter, an edit of ``model.generation_config`` or ``model.config``, a move or cast (:meth:`to`),
+        :meth:`optimize`. A write through ``param.data`` is invisible to it: call :meth:`clear_cache` after one. A
+        hit costs a few microseconds and returns a fresh list each time.
         """
         return self._cache.maxsize
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from negopt.generator.cache import ParamList, model_state
+from negopt.generator.cache import ModelWatch
 from negopt.generator.fastpath.greedy import GreedyPlan
 
 logger = logging.getLogger(__name__)
@@ -138,8 +138,8 @@ class CT2Decoder:
         import ctranslate2
 
         self.seq2seq = seq2seq
-        self._params = ParamList()
-        self._state = model_state(model, self._params)  # the model's identity, weights and adapter
+        self._watch = ModelWatch()
+        self._state = self._watch.weights(model)  # the model's identity, weights, adapters and their scales
         config = model.config
         self._start = getattr(config, "decoder_start_token_id", None) if seq2seq else None
         cls = ctranslate2.Translator if seq2seq else ctranslate2.Generator
@@ -157,7 +157,7 @@ class CT2Decoder:
 
     def is_current(self, model: torch.nn.Module) -> bool:
         """Whether ``model`` still has the weights (and adapter) it had when it was converted."""
-        return model_state(model, self._params) == self._state
+        return self._watch.weights(model) == self._state
 
     def accepts(self, plan: GreedyPlan) -> bool:
         """Whether CTranslate2 can run this plan (otherwise the call goes to the torch path)."""
