@@ -3,8 +3,8 @@
 :class:`BuiltinGenerator` is what :class:`~negopt.NegOptPipeline` and ``negopt generate`` use when no model is named.
 The package keeps the vocabulary apart from the logic, so that a change to one is reviewed apart from the other:
 
-- :mod:`negopt.builtin.vocabulary`: the data (subject and style groups, concepts, quality terms, CLIP token counts)
-  and where each list comes from;
+- :mod:`negopt.builtin.vocabulary`: the data (subject and style groups, concepts, quality terms, the video terms and
+  concepts, CLIP token counts) and where each list or term comes from;
 - :mod:`negopt.builtin.patterns`: how a table entry is read (word-boundary patterns, term tuples);
 - :mod:`negopt.builtin.rules`: the rules that read a prompt and compose a negative (:class:`BuiltinGenerator`).
 """

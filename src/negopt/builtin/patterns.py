@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Concept", "Group", "concept", "exact", "group", "split_spec", "word_table", "words"]
+__all__ = ["Concept", "Group", "SourcedTerm", "concept", "exact", "group", "split_spec", "word_table", "words"]
 
 
 # ---------------------------------------------------------------------------------------------------- vocabulary
@@ -82,3 +82,17 @@ class Concept:
 
 def concept(name: str, asks: str, drops: str, negatable: bool = True) -> Concept:
     return Concept(name, re.compile(asks), re.compile(drops), negatable)
+
+
+@dataclass(frozen=True)
+class SourcedTerm:
+    """A term with why a negative names it and where users pass it (keys of a sources table).
+
+    ``place`` says where it goes: ``"core"`` (every negative of its kind), a subject group's name (a prompt that
+    shows that subject), or ``"extra"`` (after the subject and style terms).
+    """
+
+    term: str
+    place: str
+    reason: str
+    sources: tuple[str, ...]

@@ -22,6 +22,11 @@ anatomy terms. Negation covers the next one to three words (``no``, ``not``, ``w
 Text-bearing objects (signs, posters, logos, quoted words) always count as asking for text, negated or not, because
 "a no parking sign" still shows text.
 
+For video (``kind="video"``) it adds temporal and motion terms ("static, still picture, flickering, jittery,
+inconsistent motion, morphing", "walking backwards" for people, ...) under the same two rules, with a table of video
+concepts: "a frozen lake" or "a static shot" gets no "static", "a time-lapse" no "inconsistent lighting", "a man
+walking backwards" no "walking backwards". An image negative never gets a video term.
+
 The vocabulary (and where each list comes from) is in :mod:`negopt.builtin.vocabulary`.
 """
 
@@ -36,7 +41,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from negopt.builtin.patterns import Group
-from negopt.builtin.vocabulary import CLIP_WORD_TOKENS, CONCEPTS, CORE, EXTRAS, MARKS, STYLES, SUBJECTS
+from negopt.builtin.vocabulary import (
+    CLIP_WORD_TOKENS,
+    CONCEPTS,
+    CORE,
+    EXTRAS,
+    MARKS,
+    STYLES,
+    SUBJECTS,
+    VIDEO_CONCEPTS,
+    VIDEO_CORE,
+    VIDEO_EXTRAS,
+    VIDEO_SUBJECT_TERMS,
+)
 from negopt.text import dedupe_terms, join_terms, split_terms, term_key
 
 __all__ = ["BuiltinGenerator", "BuiltinAnalysis", "approx_clip_tokens", "vocabulary_words"]
@@ -49,10 +66,21 @@ _LETTERS = re.compile(r"[^\W\d_]+")
 _PRETOKEN = re.compile(r"[^\W\d_]+|\d|[^\w\s]|_")
 
 
-def vocabulary_words() -> set[str]:
-    """Every word (letter run) of every term the generator can output on its own."""
+#: What a generator can write for: ``BuiltinGenerator(kind=...)``.
+KINDS = ("image", "video")
+
+
+def _builtin_terms(kind: str) -> list[str]:
+    """Every term the generator can output on its own for ``kind``, image terms first."""
     terms = [*CORE, *MARKS, *EXTRAS, *(t for g in (*SUBJECTS, *STYLES) for t in g.terms)]
-    return {w for t in terms for w in _LETTERS.findall(t.lower())}
+    if kind == "video":
+        terms += [*VIDEO_CORE, *(t for ts in VIDEO_SUBJECT_TERMS.values() for t in ts), *VIDEO_EXTRAS]
+    return terms
+
+
+def vocabulary_words() -> set[str]:
+    """Every word (letter run) of every term the generator can output on its own, image and video."""
+    return {w for t in _builtin_terms("video") for w in _LETTERS.findall(t.lower())}
 
 
 def approx_clip_tokens(text: str) -> int:
@@ -114,8 +142,8 @@ class BuiltinAnalysis:
             "vehicle", "food", "product", "landscape"), in priority order.
         styles: Style groups found ("photo", "anime", "painting", "illustration", "render_3d", "pixel_art",
             "sketch", "monochrome").
-        asks: Concepts the prompt asks for ("blur", "grain", "monochrome", "text", ...); their terms are never
-            added.
+        asks: Concepts the prompt asks for ("blur", "grain", "monochrome", "text", ...; for video also "stillness",
+            "flicker", "time_lapse", ...); their terms are never added.
         terms: Every term that survived the never-contradict rules, most important first, before the budget.
         removed: Terms that a rule removed because the prompt asks for them.
     """
@@ -145,6 +173,12 @@ class BuiltinGenerator:
     "watermark, signature, text, logo", then the remaining subject and style terms and general defects, until the
     token budget is spent. Terms the prompt asks for are never included (see the module documentation).
 
+    For video, the temporal terms come right after the universal ones ("static, still picture, flickering, jittery,
+    inconsistent motion, morphing"), each subject's motion terms after its top terms ("walking backwards" for people
+    and animals, "inconsistent face" for faces, ...), and the other motion defects ("choppy motion, low frame rate,
+    camera shake, ...") before the general ones. Each term's reason and source is in
+    :data:`negopt.builtin.vocabulary.VIDEO_TERMS`.
+
     Args:
         max_tokens: The token budget of a negative prompt. Counted with ``count_tokens`` when given, else with
             :func:`approx_clip_tokens` (CLIP's count, exact for the built-in vocabulary). The default leaves room
@@ -159,10 +193,13 @@ class BuiltinGenerator:
             them.
         exclude_terms: Terms (a list or a comma-separated string) never to output, compared by
             :func:`~negopt.text.term_key` (case and emphasis ignored).
+        kind: What the negatives are for: ``"image"``, or ``"video"`` to add the temporal and motion terms. A
+            pipeline wrapper asks for the kind of its pipeline with :meth:`with_kind`.
 
     Raises:
         TypeError: If an argument has the wrong type, or ``count_tokens`` does not return an int.
-        ValueError: If ``max_tokens`` or ``max_terms`` is not positive, or ``extra_terms`` alone exceed them.
+        ValueError: If ``max_tokens`` or ``max_terms`` is not positive, ``extra_terms`` alone exceed them, or
+            ``kind`` is neither ``"image"`` nor ``"video"``.
 
     Example:
         >>> gen = BuiltinGenerator()
@@ -179,7 +216,16 @@ class BuiltinGenerator:
         count_tokens: Callable[[str], int] | None = None,
         extra_terms: Iterable[str] | str | None = None,
         exclude_terms: Iterable[str] | str | None = None,
+        kind: str = "image",
     ) -> None:
+        if not isinstance(kind, str):
+            raise TypeError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {type(kind).__name__}: {kind!r}")
+        if kind not in KINDS:
+            raise ValueError(
+                f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}; use 'video' for text-to-video and "
+                f"image-to-video pipelines, 'image' for the rest"
+            )
+        self.kind = kind
         self.max_tokens = _positive_int("max_tokens", max_tokens)
         self.max_terms = None if max_terms is None else _positive_int("max_terms", max_terms)
         if count_tokens is not None and not callable(count_tokens):
@@ -197,16 +243,19 @@ class BuiltinGenerator:
         # key, its content words (direct rule), the concepts it contradicts (concept rule) and its token count. The
         # tables hold every spelling: a user's "(Blurry:1.2)" and the built-in "blurry" share a key, and the first
         # met in a prompt's tiers (the user's) is the one kept.
-        vocabulary = list(
-            dict.fromkeys(
-                [*self.extra_terms, *CORE, *MARKS, *EXTRAS, *(t for g in (*SUBJECTS, *STYLES) for t in g.terms)]
-            )
-        )
+        vocabulary = list(dict.fromkeys([*self.extra_terms, *_builtin_terms(kind)]))
         self._excluded = frozenset(excluded)
         self._keys = {t: term_key(t) for t in vocabulary}
         self._stems = {t: _content_stems(self._keys[t]) for t in vocabulary}
+        # The video concepts are searched for video, and for an image only where one contradicts a term of the
+        # user's: they contradict no image term, so an image prompt does not pay for them.
+        user_keys = [self._keys[t] for t in self.extra_terms]
+        self._concepts = (
+            *CONCEPTS,
+            *(c for c in VIDEO_CONCEPTS if kind == "video" or any(map(c.drops.search, user_keys))),
+        )
         self._contradicts = {
-            t: frozenset(c.name for c in CONCEPTS if c.drops.search(self._keys[t])) for t in vocabulary
+            t: frozenset(c.name for c in self._concepts if c.drops.search(self._keys[t])) for t in vocabulary
         }
         self._tokens = {t: approx_clip_tokens(t) for t in vocabulary}
         self._separator_tokens = approx_clip_tokens(", ")
@@ -231,7 +280,8 @@ class BuiltinGenerator:
         return BuiltinAnalysis(tuple(subjects), tuple(styles), tuple(sorted(asks)), terms, tuple(removed))
 
     def _compose(self, prompt: str) -> tuple[list[list[str]], list[str], list[str], set[str], list[str]]:
-        """The prompt's tiers of allowed terms (user, core, subjects, styles, marks, rest), plus what was found."""
+        """The prompt's tiers of allowed terms (user, core, video core, subjects, video subjects, styles, marks,
+        rest, video extras, extras), plus what was found. The video tiers are empty for an image."""
         text = _normalise_prompt(prompt)
         affirmed = _NEGATION.sub(" ", text)
         subjects: list[Group] = []
@@ -241,16 +291,20 @@ class BuiltinGenerator:
             ):
                 subjects.append(g)
         styles = [g for g in STYLES if g.pattern.search(affirmed)]
-        asks = {c.name for c in CONCEPTS if c.asks.search(affirmed if c.negatable else text)}
+        asks = {c.name for c in self._concepts if c.asks.search(affirmed if c.negatable else text)}
         prompt_stems = _content_stems(affirmed)
 
+        video = self.kind == "video"
         tiers = [
             list(self.extra_terms),
             list(CORE),
+            list(VIDEO_CORE) if video else [],
             [t for g in subjects for t in g.terms[: g.core]],
+            [t for g in subjects for t in VIDEO_SUBJECT_TERMS[g.name]] if video else [],
             [t for g in styles for t in g.terms[: g.core]],
             list(MARKS),
             [t for g in subjects for t in g.terms[g.core :]] + [t for g in styles for t in g.terms[g.core :]],
+            list(VIDEO_EXTRAS) if video else [],
             list(EXTRAS),
         ]
         seen: set[str] = set()
@@ -327,10 +381,11 @@ class BuiltinGenerator:
 
     def _negative(self, tiers: list[list[str]], rng: random.Random | None) -> str:
         if rng is not None:
-            # A variant: the user's terms and the core quality terms stay first and whole; each later tier is
-            # shuffled and thinned, so terms that the budget cut from the default negative get a turn.
-            varied = tiers[:2]
-            for tier in tiers[2:]:
+            # A variant: the user's terms, the core quality terms and the core video terms stay first and whole;
+            # each later tier is shuffled and thinned, so terms that the budget cut from the default negative get a
+            # turn.
+            varied = tiers[:3]
+            for tier in tiers[3:]:
                 tier = [t for t in tier if rng.random() < 0.75]
                 rng.shuffle(tier)
                 varied.append(tier)
@@ -415,6 +470,35 @@ class BuiltinGenerator:
                 raise TypeError(f"prompt[{i}] must be a str, got {type(p).__name__}: {_short(p)}")
         return [self._one(p, num_candidates, seed) for p in prompt]
 
+    def with_kind(self, kind: str) -> BuiltinGenerator:
+        """This generator's settings for another kind of output: how a pipeline wrapper asks for video negatives.
+
+        Args:
+            kind: ``"image"`` or ``"video"``.
+
+        Returns:
+            ``self`` if it already writes for ``kind``, else a new :class:`BuiltinGenerator` with the same
+            ``max_tokens``, ``max_terms``, ``count_tokens``, ``extra_terms`` and ``exclude_terms``.
+
+        Raises:
+            ValueError: If ``kind`` is neither ``"image"`` nor ``"video"``.
+
+        Example:
+            >>> video = BuiltinGenerator(extra_terms="nsfw").with_kind("video")
+            >>> video.kind, video.extra_terms, "flickering" in video("a dog running on a beach")
+            ('video', ('nsfw',), True)
+        """
+        if kind == self.kind:
+            return self
+        return BuiltinGenerator(
+            max_tokens=self.max_tokens,
+            max_terms=self.max_terms,
+            count_tokens=self.count_tokens,
+            extra_terms=self.extra_terms or None,
+            exclude_terms=self.exclude_terms or None,
+            kind=kind,
+        )
+
     def __repr__(self) -> str:
         counter = (
             "approx_clip_tokens"
@@ -426,6 +510,8 @@ class BuiltinGenerator:
             parts.append(f"extra_terms={list(self.extra_terms)!r}")
         if self.exclude_terms:
             parts.append(f"exclude_terms={list(self.exclude_terms)!r}")
+        if self.kind != "image":
+            parts.append(f"kind={self.kind!r}")
         return f"BuiltinGenerator({', '.join(parts)})"
 
 

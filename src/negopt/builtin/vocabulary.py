@@ -8,6 +8,10 @@ What each table holds:
   (what a different style would bring), the rest the style's own typical defects.
 - ``CORE``, ``MARKS``, ``EXTRAS``: the universal quality terms, the watermark/signature terms and general defects.
 - ``CONCEPTS``: what a prompt can ask for, and the negative terms that contradict it (never output for it).
+- ``VIDEO_TERMS``: the temporal and motion terms added for video only (``VIDEO_CORE`` for every video negative,
+  ``VIDEO_SUBJECT_TERMS`` by subject group, ``VIDEO_EXTRAS``), each with why a video negative names it and where
+  video users pass it (``VIDEO_SOURCES``); ``VIDEO_CONCEPTS``: what a video prompt can ask for that they contradict
+  ("a frozen lake", "a static shot", "a time-lapse", "a man walking backwards").
 - ``CLIP_WORD_TOKENS``: the CLIP token count of every word the vocabulary uses.
 
 Patterns are comma-separated regex fragments read by :func:`negopt.builtin.patterns.words` (word boundaries, an
@@ -25,16 +29,32 @@ Where the vocabulary comes from:
     (``mikeogezi/negopt_full``), which NegOpt trains on, collects negatives that Playground AI users wrote in this
     community style; we did not count term frequencies in it and claim no statistics about it. The subject-specific
     terms for vehicles, food, architecture, products and pixel art, and the style-conflict lists, are our own,
-    written in the same style. Users add or remove terms with ``extra_terms`` and ``exclude_terms``.
+    written in the same style. Users add or remove terms with ``extra_terms`` and ``exclude_terms``. The video terms
+    come from the negatives that video pipelines ship or show (Wan 2.x, LTX-Video and LTX-2, Cosmos, SANA-Video,
+    Kandinsky 5, I2VGen-XL) and from community video negatives, named beside each term.
 
 Content filtering is not its job: it adds no "nsfw" or similar terms; pass them in ``extra_terms`` if you want them.
 """
 
 from __future__ import annotations
 
-from negopt.builtin.patterns import Concept, Group, concept, exact, group, split_spec, word_table, words
+from negopt.builtin.patterns import Concept, Group, SourcedTerm, concept, exact, group, split_spec, word_table, words
 
-__all__ = ["SUBJECTS", "STYLES", "CORE", "MARKS", "EXTRAS", "CONCEPTS", "CLIP_WORD_TOKENS"]
+__all__ = [
+    "SUBJECTS",
+    "STYLES",
+    "CORE",
+    "MARKS",
+    "EXTRAS",
+    "CONCEPTS",
+    "CLIP_WORD_TOKENS",
+    "VIDEO_SOURCES",
+    "VIDEO_TERMS",
+    "VIDEO_CORE",
+    "VIDEO_SUBJECT_TERMS",
+    "VIDEO_EXTRAS",
+    "VIDEO_CONCEPTS",
+]
 
 
 PERSON = words(
@@ -358,28 +378,144 @@ EXTRAS = tuple(
     )
 )
 
+# ------------------------------------------------------------------------------------------------------- video
+# The video vocabulary: added only for video (``BuiltinGenerator(kind="video")``), never to an image negative. Each
+# term says why a video negative names it and where video users pass it; the keys below name the sources. The quoted
+# words are those of the source (the diffusers files are those of diffusers 0.42).
+VIDEO_SOURCES: dict[str, str] = {
+    "wan": (
+        "Wan 2.1 and 2.2's default negative, `sample_neg_prompt` in wan/configs/shared_config.py of Wan-Video/Wan2.1 "
+        "and Wan-Video/Wan2.2 (in Chinese), in English in the examples of diffusers' WanPipeline and "
+        "WanImageToVideoPipeline: 'Bright tones, overexposed, static, blurred details, subtitles, ..., still "
+        "picture, messy background, three legs, many people in the background, walking backwards'"
+    ),
+    "ltx": (
+        "LTX-Video's negative in the examples of diffusers' LTXPipeline and LTXImageToVideoPipeline (from "
+        "Lightricks' model card): 'worst quality, inconsistent motion, blurry, jittery, distorted'"
+    ),
+    "ltx2": (
+        "LTX-2's DEFAULT_NEGATIVE_PROMPT, diffusers pipelines/ltx2/utils.py (from Lightricks/LTX-2 "
+        "ltx_pipelines/utils/constants.py): '... flickering, motion blur, ... camera shake, ... inconsistent "
+        "lighting direction, ... jittery movement, ... unnatural transitions, inconsistent framing, ...'; "
+        "LTX2ConditionPipeline's example adds 'static'"
+    ),
+    "cosmos": (
+        "Cosmos' DEFAULT_NEGATIVE_PROMPT, which diffusers' CosmosTextToWorldPipeline fills when no negative is given: "
+        "'... static with no motion, motion blur, ..., shaky footage, ..., choppy sequences, jerky movements, low "
+        "frame rate, artifacting, ..., unnatural transitions, ..., jump cuts, visual noise, and flickering'"
+    ),
+    "sana_video": (
+        "the negative of diffusers' SanaVideoPipeline example: '... heavy motion blur, sudden disappearance, jump "
+        "cuts, jerky movements, rapid shot changes, frames out of sync, inconsistent character shapes, temporal "
+        "artifacts, jitter, and ghosting effects'"
+    ),
+    "kandinsky5": (
+        "Kandinsky 5's default negative in diffusers' Kandinsky5T2VPipeline: 'Static, 2D cartoon, cartoon, 2d "
+        "animation, paintings, images, worst quality, low quality, ugly, deformed, walking backwards'"
+    ),
+    "i2vgen": (
+        "the negative of diffusers' I2VGenXLPipeline example: 'Distorted, discontinuous, Ugly, blurry, low "
+        "resolution, motionless, static, ...'"
+    ),
+    "wan_slow": (
+        "the slow motion of Wan 2.2 with few-step LoRAs, a known failure (ModelTC/LightX2V-Wan2.2-Lightning issue 13, "
+        "'On the Slow Motion Issue of Wan2.2-Lightning')"
+    ),
+    "community": (
+        "video negatives shared for Wan, LTX and Kling workflows ('flickering, morphing', 'morphing face', 'identity "
+        "drift', 'sliding feet', 'stuttering', 'frozen motion', 'repeated frames'); no pipeline ships it as a default"
+    ),
+    "negopt": "negopt's own, written in the same style after the failure the reason names",
+}
+
+VIDEO_TERMS: tuple[SourcedTerm, ...] = (
+    # Core: every video negative, right after the universal quality terms.
+    SourcedTerm(
+        "static",
+        "core",
+        "the clip barely moves: the commonest failure of text-to-video",
+        ("wan", "kandinsky5", "ltx2", "i2vgen"),
+    ),
+    SourcedTerm("still picture", "core", "one frame held for the whole clip", ("wan",)),
+    SourcedTerm("flickering", "core", "brightness and texture change from frame to frame", ("cosmos", "ltx2")),
+    SourcedTerm("jittery", "core", "small random shifts between frames", ("ltx", "ltx2", "sana_video")),
+    SourcedTerm(
+        "inconsistent motion", "core", "motion that stops, starts or changes direction for no reason", ("ltx",)
+    ),
+    SourcedTerm("morphing", "core", "bodies and objects change shape over time", ("community",)),
+    # Subjects: added when the prompt shows the subject, after that subject's own top terms.
+    SourcedTerm(
+        "inconsistent face",
+        "face",
+        "the face changes from frame to frame (identity drift)",
+        ("sana_video", "community"),
+    ),
+    SourcedTerm("morphing face", "face", "features slide and reshape as the face moves", ("community",)),
+    SourcedTerm(
+        "walking backwards", "people", "legs step one way while the body moves the other", ("wan", "kandinsky5")
+    ),
+    SourcedTerm("morphing hands", "hands", "fingers merge, split and change count as hands move", ("community",)),
+    SourcedTerm("sliding feet", "full_body", "feet glide over the ground instead of stepping", ("community",)),
+    SourcedTerm(
+        "walking backwards", "animal", "legs step one way while the body moves the other", ("wan", "kandinsky5")
+    ),
+    SourcedTerm("flickering text", "text", "letters change from frame to frame", ("negopt",)),
+    SourcedTerm(
+        "driving backwards",
+        "vehicle",
+        "vehicles move against the way they face, as Wan's people walk backwards",
+        ("negopt",),
+    ),
+    # Extras: after the subject and style terms, before the general image defects.
+    SourcedTerm("choppy motion", "extra", "motion in steps rather than a flow", ("cosmos",)),
+    SourcedTerm("jerky movements", "extra", "sudden starts and stops", ("cosmos", "sana_video")),
+    SourcedTerm("stuttering", "extra", "motion that hesitates and repeats", ("community",)),
+    SourcedTerm("low frame rate", "extra", "too few distinct frames for smooth motion", ("cosmos",)),
+    SourcedTerm("frozen frames", "extra", "frames repeat and the motion stalls mid-clip", ("community",)),
+    SourcedTerm("motion blur", "extra", "smeared moving parts", ("cosmos", "ltx2", "sana_video")),
+    SourcedTerm("temporal artifacts", "extra", "artifacts that come and go between frames", ("sana_video",)),
+    SourcedTerm("ghosting", "extra", "faint copies trailing behind moving things", ("sana_video",)),
+    SourcedTerm("camera shake", "extra", "an unsteady camera nobody asked for", ("ltx2",)),
+    SourcedTerm("shaky footage", "extra", "an unsteady camera nobody asked for", ("cosmos",)),
+    SourcedTerm("jump cuts", "extra", "the scene skips within one shot", ("cosmos", "sana_video")),
+    SourcedTerm("unnatural transitions", "extra", "one scene melts into another", ("cosmos", "ltx2")),
+    SourcedTerm("sudden disappearance", "extra", "things vanish between frames", ("sana_video",)),
+    SourcedTerm("inconsistent lighting", "extra", "the light changes direction or strength for no reason", ("ltx2",)),
+    SourcedTerm("slow motion", "extra", "motion slower than asked", ("wan_slow",)),
+    SourcedTerm("subtitles", "extra", "burnt-in subtitles, learned from subtitled footage", ("wan",)),
+)
+VIDEO_CORE: tuple[str, ...] = tuple(t.term for t in VIDEO_TERMS if t.place == "core")
+VIDEO_SUBJECT_TERMS: dict[str, tuple[str, ...]] = {
+    g.name: tuple(t.term for t in VIDEO_TERMS if t.place == g.name) for g in SUBJECTS
+}
+VIDEO_EXTRAS: tuple[str, ...] = tuple(t.term for t in VIDEO_TERMS if t.place == "extra")
+
+
 # CLIP's pre-tokenizer splits text into letter runs, single digits and runs of other symbols. These are the CLIP BPE
 # token counts of the letter runs of our vocabulary, measured with scripts/clip_word_counts.py (the CLIP tokenizer of
 # Stable Diffusion); a test checks that the table covers the vocabulary.
 CLIP_WORD_TOKENS = word_table(
     {
         1: (
-            "amateur anatomy anime anti arms art artifacts artificial background bad beginner blurry body "
-            "burnt cartoon cast cgi chromatic color colors composition contrast crooked cropped cross cut d "
-            "digit digits drawing drawn dust edges error extra eyed eyes face feet fewer fingers flat "
-            "floating frame fused geometry hands heads horizon illustration impossible iris legs letters "
-            "lighting limbs lines logo long looking low many marks messy missing mixed monochrome muddy neck "
-            "noise noisy normal objects of off out painting panels paws perspective photo pixel plastic "
-            "plating poly poorly proportions quality realistic render resolution rotten scratches shape "
-            "signature size sketch skin sky sloppy smooth soft stretched tails teeth text textures tint tones "
-            "too typography ugly uneven username walls warped washed wheels worst "
+            "amateur anatomy anime anti arms art artifacts artificial background backwards bad beginner blur "
+            "blurry body burnt camera cartoon cast cgi chromatic color colors composition contrast crooked "
+            "cropped cross cut cuts d digit digits disappearance drawing drawn driving dust edges error extra "
+            "eyed eyes face feet fewer fingers flat floating footage frame frames frozen fused geometry hands "
+            "heads horizon illustration impossible iris jerky jump legs letters lighting limbs lines logo "
+            "long looking low many marks messy missing mixed monochrome motion movements muddy neck noise "
+            "noisy normal objects of off out painting panels paws perspective photo picture pixel plastic "
+            "plating poly poorly proportions quality rate realistic render resolution rotten scratches shake "
+            "shape signature size sketch skin sky sliding sloppy slow smooth soft static still stretched "
+            "subtitles sudden tails teeth temporal text textures tint tones too transitions typography ugly "
+            "uneven username walking walls warped washed wheels worst "
         ),
         2: (
-            "aberration aliasing asymmetric cloned cluttered deformed disfigured distorted duplicate eraser "
-            "fingerprints garbled grainy inconsistent jagged jpeg linework lowres malformed misspelled moldy "
-            "mutated overworked photorealistic smudged smudges tiling tilted unnatural watermark "
+            "aberration aliasing asymmetric choppy cloned cluttered deformed disfigured distorted duplicate "
+            "eraser fingerprints flickering garbled ghosting grainy inconsistent jagged jittery jpeg linework "
+            "lowres malformed misspelled moldy morphing mutated overworked photorealistic shaky smudged "
+            "smudges tiling tilted unnatural watermark "
         ),
-        3: ("blemishes gibberish gradients illegible overexposed oversaturated unappetizing underexposed "),
+        3: ("blemishes gibberish gradients illegible overexposed oversaturated stuttering unappetizing underexposed "),
     }
 )
 
@@ -480,7 +616,10 @@ CONCEPTS: tuple[Concept, ...] = (
             "typography, typographic, font, calligraphy, title, headline, quote, slogan, says, saying, that "
             "reads, inscription, alphabet, handwriting, handwritten, subtitles?, watermarked"
         ),
-        exact("text, words, letters, lettering, writing, caption, captions, typography, font, username, artist name"),
+        exact(
+            "text, words, letters, lettering, writing, caption, captions, typography, font, username, artist name, "
+            "subtitles"
+        ),
     ),
     concept(
         "text_object",
@@ -725,5 +864,167 @@ CONCEPTS: tuple[Concept, ...] = (
         exact(
             "crooked walls, tilted horizon, bad perspective, distorted perspective, asymmetric eyes, asymmetric wheels"
         ),
+    ),
+)
+
+
+# What a video prompt can ask for that a video term contradicts. Searched only for video (and for a user's own term
+# that one of them contradicts), so they cost an image prompt nothing. As for the image concepts, a doubtful phrase
+# counts as asking: a term left out costs less than a negative that fights the prompt.
+VIDEO_CONCEPTS: tuple[Concept, ...] = (
+    concept(
+        "stillness",
+        words(
+            "still, stillness, static, frozen, freeze, freezes, freezing, freeze-?frame, motionless, unmoving, "
+            "immobile, stationary, cinemagraph, tableau, paused, mannequin challenge, locked-?off"
+        )
+        # "no movement", "without moving", "doesn't move": a negated motion asks for stillness.
+        + r"|\b(?:no|not|without|zero|never|doesn't|does\s+not|don't|do\s+not)\s+(?:\w+\s+)?"
+        r"(?:motion|movement|moving|move|moves|animation|animated)\b",
+        exact("static, still picture, frozen frames"),
+        negatable=False,
+    ),
+    concept(
+        "flicker",
+        words(
+            "flicker, flickers, flickering, flickery, strobe, strobes, strobing, stroboscopic, blink, blinks, "
+            "blinking, flash, flashes, flashing, twinkle, twinkles, twinkling, sparkle, sparkles, sparkling, glitter, "
+            "glittering, shimmer, shimmers, shimmering, lightning, thunderstorm, candle, candles, candlelit, "
+            "candlelight, fire, flame, flames, campfire, bonfire, fireplace, firelight, torchlight, fireworks, disco, "
+            "rave, nightclub, club lights, concert lights, police lights, siren, emergency lights, old film, silent "
+            "film, film projector, projector, crt, tv screen, television screen"
+        ),
+        r"flicker",
+    ),
+    concept(
+        "shake",
+        words(
+            "shake, shakes, shaking, shaky, shaky cam, handheld, hand-held, found footage, earthquake, tremor, "
+            "trembling, trembles, tremble, vibrating, vibrates, vibration, quake, turbulence, rumble, rumbling, "
+            "bodycam, body cam, body camera, gopro, helmet cam, action cam, dashcam, dash cam, jitter, jittery, "
+            "jittering, bumpy, off-road, explosion, explosions, impact, crash, crashes, crashing"
+        ),
+        exact("camera shake, shaky footage, jittery"),
+    ),
+    concept(
+        "choppy",
+        words(
+            "stop motion, stop-motion, stopmotion, claymation, choppy, stutter, stutters, stuttering, jerky, jerkily, "
+            "low frame rate, low framerate, low fps, flipbook, flip book, frame by frame, gif, robot dance, robotic "
+            "dance, popping and locking, pixilation, puppet, marionette, animatronic, staccato, cctv, security "
+            "camera, surveillance, webcam"
+        )
+        + r"|\b(?:[1-9]|1[0-5])\s?fps\b",
+        exact(
+            "choppy motion, stuttering, jerky movements, low frame rate, frozen frames, jittery, inconsistent motion"
+        ),
+    ),
+    concept(
+        "morph",
+        words(
+            "morph, morphs, morphing, morphed, metamorphosis, metamorphoses, metamorphose, transform, transforms, "
+            "transforming, transformed, transformation, transformer, transformers, shapeshift, shapeshifts, "
+            "shapeshifting, shapeshifter, shape-shifting, shape-shifter, turns into, turning into, turn into, changes "
+            "into, changing into, change into, becomes, becoming, evolves into, evolving into, melt, melts, melting, "
+            "liquid, liquify, fluid simulation, blob, slime, mutate, mutates, mutating, mutation, werewolf, grow, "
+            "grows, growing, bloom, blooms, blooming, blossoming, unfolding, inflate, inflates, inflating, deflating, "
+            "shrink, shrinks, shrinking, squash and stretch, ferrofluid, psychedelic, trippy, kaleidoscope, "
+            "kaleidoscopic, fractal, surreal, surrealism, dreamlike, abstract, aging, ageing, ages, age progression, "
+            "face swap, deepfake, disguise"
+        ),
+        r"morph|^inconsistent face$",
+    ),
+    concept(
+        "reverse",
+        words(
+            "backwards?, backward, reverse, reversed, reverses, reversing, in reverse, rewind, rewinds, rewinding, "
+            "rewound, moonwalk, moonwalks, moonwalking, retreat, retreats, retreating, backpedal, backpedals, "
+            "backpedaling, backpedalling, back up, backs up, backing up"
+        ),
+        r"backwards$",
+    ),
+    concept(
+        "time_lapse",
+        words(
+            "time-?lapse, timelapse, time lapse, hyper-?lapse, hyperlapse, sped up, speed up, sped-up, fast forward, "
+            "fast-forward, fast forwarded, fast motion, accelerated, day to night, night to day, dawn to dusk, "
+            "sunrise to sunset, sunset to night, over the course of, seasons change, seasons changing, changing "
+            "seasons, four seasons"
+        ),
+        exact("inconsistent lighting, unnatural transitions, sudden disappearance, ghosting, motion blur, jump cuts"),
+    ),
+    concept(
+        "slow_motion",
+        words(
+            "slow motion, slow-motion, slowmo, slow-mo, slo-mo, slomo, bullet time, super slow, high speed camera, "
+            "high-speed camera, high speed footage, phantom camera, high frame rate, slow, slowly, slowed, slowed "
+            "down, leisurely, languid, lazily, drifting"
+        )
+        + r"|\b\d{3,4}\s?fps\b",
+        exact("slow motion"),
+    ),
+    concept(
+        "speed",
+        words(
+            "fast, faster, fastest, speeding, speed, high speed, high-speed, racing, race, races, zoom, zooms, "
+            "zooming, whizzing, whooshing, rushing, dashing, sprinting, sprint, sprints, speed lines, whip pan, "
+            "whip-pan, swish pan, crash zoom, spinning, spin, spins, whirling, twirling"
+        ),
+        exact("motion blur, ghosting"),
+    ),
+    concept(
+        "cuts",
+        words(
+            "jump cut, jump cuts, jump-cut, montage, cuts, cut to, cutting to, cutting between, cuts between, "
+            "multi-?shot, multiple shots, several shots, sequence of shots, shot sequence, scene change, scene "
+            "changes, scene transition, transition, transitions, transitioning, split screen, split-screen, music "
+            "video, trailer, teaser, edit, edited, editing, compilation, slideshow, slide show, crossfade, "
+            "cross-fade, dissolve, dissolves, wipe, flashback, flash forward, storyboard"
+        ),
+        exact("jump cuts, unnatural transitions"),
+    ),
+    concept(
+        "vanish",
+        words(
+            "disappear, disappears, disappearing, disappearance, vanish, vanishes, vanishing, vanished, fade away, "
+            "fades away, fading away, fade out, fades out, fading out, fade in, fades in, teleport, teleports, "
+            "teleporting, teleportation, appear, appears, appearing, materialize, materializes, materializing, "
+            "dematerialize, magic trick, magician, illusionist, poof, evaporate, evaporates, evaporating, dissolve, "
+            "dissolves, dissolving, pop, pops, popping, burst, bursts, bursting, invisible, invisibility"
+        ),
+        exact("sudden disappearance"),
+    ),
+    concept(
+        "ghost",
+        words(
+            "ghost, ghosts, ghostly, ghosting, spirit, spirits, apparition, phantom, spectre, specter, spectral, "
+            "translucent, transparent, double exposure, multiple exposure, afterimage, after-image, echo, echoes, "
+            "light trails, motion trails, trails of light, streaks, long exposure, smear, smeared, smearing, onion "
+            "skin, onion skinning"
+        ),
+        exact("ghosting"),
+    ),
+    concept(
+        "glitch",
+        words(
+            "glitch, glitches, glitchy, glitching, glitch art, datamosh, datamoshing, databending, corrupted, "
+            "corruption, vhs, analog horror, tv static, white noise, signal loss, no signal, interference, "
+            "scan ?lines?, crt, bad signal, broken screen, error screen, pixel sorting, hologram, holograms, "
+            "holographic"
+        ),
+        r"temporal artifacts|flicker|jitter|morph|ghosting|stutter|choppy|frozen frames|jerky|inconsistent motion",
+    ),
+    concept(
+        "changing_light",
+        words(
+            "changing light, changing lights, light changes, lighting changes, shifting light, shifting lights, "
+            "shifting shadows, moving shadows, lights turn on, lights turning on, lights go out, lights going out, "
+            "lights come on, light switch, power outage, blackout, lightning, thunderstorm, strobe, strobing, disco, "
+            "disco ball, rave, nightclub, concert, stage lights, spotlight, spotlights, searchlight, police lights, "
+            "emergency lights, siren, lighthouse, headlights, passing cars, clouds passing, passing clouds, dappled, "
+            "sun breaking through, sun comes out, candle, candlelit, fire, firelight, flames, campfire, bonfire, "
+            "fireplace, fireworks, aurora, northern lights"
+        ),
+        exact("inconsistent lighting"),
     ),
 )
