@@ -374,9 +374,10 @@ class NegOptGenerator(GeneratorSavingMixin):
         ``negopt_config.json`` can change); keyword arguments override those defaults and go to ``model.generate``
         (``max_new_tokens``, ``min_new_tokens``, ``no_repeat_ngram_size``, ``num_beams``, ...). Prompts run in batches
         sorted by length and padded to the longest of each batch. A greedy batched call gives the same text as one
-        call per prompt: padding is masked out, and a causal model's position ids follow its attention mask (left
-        padding). The logits can differ in the last float bits (matrix shapes change with the padding), which could
-        only matter for an exact tie between two tokens.
+        call per prompt: padding is masked out, a causal model's position ids follow its attention mask (left
+        padding), padding never counts for ``no_repeat_ngram_size`` or ``repetition_penalty``, and each output is
+        cut at its first EOS. The logits can differ in the last float bits (matrix shapes change with the
+        padding), which could only matter for an exact tie between two tokens.
 
         The output is cleaned: an echo of the prompt is removed, whitespace and commas are normalised, repeated
         terms dropped; A1111 weights such as ``(blurry:1.3)`` are kept as written. An empty or whitespace-only

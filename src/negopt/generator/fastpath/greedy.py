@@ -419,8 +419,9 @@ class GreedyDecoder:
             prefix_at = (cur - n + 1).clamp(min=0) + torch.arange(n - 1, device=cur.device)
             prefix = seen.index_select(1, prefix_at.clamp(max=seen.shape[1] - 1))  # (rows, n-1)
             matches = (windows[..., :-1] == prefix[:, None, :]).all(dim=-1)
-            matches &= (starts <= cur - n)[None, :] & (cur_len >= n)[None, :]
-            banned_ids = torch.where(matches, windows[..., -1].clamp(min=0, max=vocab), vocab)
+            # A window over a causal prompt's padding (marked -1) is no n-gram of the row: the row alone has none.
+            matches &= (starts <= cur - n)[None, :] & (cur_len >= n)[None, :] & (windows[..., 0] >= 0)
+            banned_ids = torch.where(matches, windows[..., -1].clamp(max=vocab), vocab)
             banned = torch.zeros(rows, vocab + 1, dtype=torch.bool, device=scores.device).scatter_(1, banned_ids, True)
             scores = scores.masked_fill(banned[:, :vocab], -math.inf)
         if plan.min_length > 0:

@@ -30,6 +30,8 @@ __all__ = [
     "check_backend",
     "prepare_ctranslate2",
     "decode_batch",
+    "eos_ids",
+    "cut_at_eos",
     "bucket",
     "prepare",
     "warmup_runs",
@@ -265,6 +267,33 @@ def fast_kwargs(
     return {**kwargs, "cache_implementation": "static", "compile_config": compile_config}
 
 
+def eos_ids(model: torch.nn.Module, kwargs: dict[str, Any]) -> tuple[int, ...]:
+    """The end-of-sequence ids of a ``model.generate(**kwargs)`` call: the call's, else the model's
+    ``generation_config``'s (where ``generate`` reads them)."""
+    value = kwargs.get("eos_token_id", getattr(model.generation_config, "eos_token_id", None))
+    if value is None:
+        return ()
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    return tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+
+
+def cut_at_eos(rows: list[list[int]], eos: tuple[int, ...]) -> list[list[int]]:
+    """Each row up to (not including) its first end-of-sequence token: what follows is padding, whatever token the
+    padding is (``generate`` fills a finished row with ``pad_token_id``, which need not be a special token)."""
+    if not eos:
+        return rows
+    ends = set(eos)
+    out = []
+    for row in rows:
+        for i, t in enumerate(row):
+            if t in ends:
+                row = row[:i]
+                break
+        out.append(row)
+    return out
+
+
 def decode_batch(
     model: torch.nn.Module,
     fast: dict[str, Any] | None,
@@ -275,16 +304,20 @@ def decode_batch(
     num_candidates: int,
     pad_token_id: int,
     seq2seq: bool,
-) -> torch.Tensor | list[list[int]]:
-    """The new token ids for one batch of prompt ids: by CTranslate2, negopt's decode loop or ``model.generate``
-    (``num_candidates`` rows a prompt), ready for ``tokenizer.batch_decode``."""
-    device = next(model.parameters()).device
+) -> list[list[int]]:
+    """The new token ids for one batch of prompt ids, by CTranslate2, negopt's decode loop or ``model.generate``
+    (``num_candidates`` rows a prompt): each row cut before its first end-of-sequence token, so that every path
+    gives the same ids (a seq2seq ``generate`` output loses its start token too)."""
+    eos = eos_ids(model, kwargs)
     if plan is not None and fast is not None and fast.get("backend") == "ctranslate2":
         out = decoder(rows, plan)
         return [
-            o if o is not None else decode_batch(model, None, None, None, [r], kwargs, 1, pad_token_id, seq2seq)[0]
+            cut_at_eos([o], eos)[0]
+            if o is not None
+            else decode_batch(model, None, None, None, [r], kwargs, 1, pad_token_id, seq2seq)[0]
             for o, r in zip(out, rows)
         ]
+    device = next(model.parameters()).device
     longest = max(len(r) for r in rows)
     if plan is not None and (len(rows) == 1 or not fast["compile"]):
         # The decode loop. Compiled, inputs are padded to a bucket so that one compiled graph (and one set of cache
@@ -292,13 +325,72 @@ def decode_batch(
         width = bucket(longest) if fast["compile"] else None
         input_ids, attention_mask = inputs.pad(rows, device, pad_token_id, seq2seq, width)
         compiled = not kwargs.get("disable_compile", False)
-        return decoder(input_ids, attention_mask, plan, seq2seq, longest, compiled=compiled)
+        new = decoder(input_ids, attention_mask, plan, seq2seq, longest, compiled=compiled)
+        return cut_at_eos(new.tolist(), eos)
     batch_kwargs = fast_kwargs(fast, device, len(rows), num_candidates, kwargs)
+    compiled = batch_kwargs is not kwargs
+    return cut_at_eos(_generate(model, rows, batch_kwargs, compiled, pad_token_id, seq2seq, eos), eos)
+
+
+def _generate(
+    model: torch.nn.Module,
+    rows: list[list[int]],
+    kwargs: dict[str, Any],
+    compiled: bool,
+    pad_token_id: int,
+    seq2seq: bool,
+    eos: tuple[int, ...],
+) -> list[list[int]]:
+    """``model.generate`` on a batch of prompt ids: the new ids of each output row (``k`` rows a prompt when
+    ``kwargs`` asks for ``k`` sequences), as the rows would get them one by one.
+
+    A causal model's prompts are left-padded, and transformers' n-gram ban counts the padding as tokens (its
+    repetition penalty skips it): with ``no_repeat_ngram_size=1`` the pad id is banned on every padded row, and with
+    a larger size a padded row can lose a token once its own ids hold the pad id. Rows where that can happen run in
+    groups of one prompt length (no padding): all rows for a size of 1, or with beams when the pad id is not an EOS
+    id (a beam may write it and go on); otherwise the rows whose prompt or output holds the pad id, found after the
+    batched call and made again.
+    """
+    device = next(model.parameters()).device
     # A compiled graph serves one input shape: pad to a bucket so that prompts of similar length share it.
-    width = bucket(longest) if batch_kwargs is not kwargs else None
-    input_ids, attention_mask = inputs.pad(rows, device, pad_token_id, seq2seq, width)
-    out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **batch_kwargs)
-    return out if seq2seq else out[:, input_ids.shape[1] :]  # a causal output starts with the (left-padded) input
+    width = bucket(max(len(r) for r in rows)) if compiled else None
+
+    def run(batch: list[list[int]]) -> list[list[int]]:
+        input_ids, attention_mask = inputs.pad(batch, device, pad_token_id, seq2seq, width)
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        # A seq2seq output starts with the decoder's start token; a causal one with the (left-padded) prompt.
+        return (out[:, 1:] if seq2seq else out[:, input_ids.shape[1] :]).tolist()
+
+    gc = model.generation_config
+    n = kwargs.get("no_repeat_ngram_size", gc.no_repeat_ngram_size) or 0
+    if seq2seq or n <= 0 or width is not None or len({len(r) for r in rows}) == 1:
+        return run(rows)
+    k = max(kwargs.get("num_return_sequences", gc.num_return_sequences) or 1, 1)
+    beams = (kwargs.get("num_beams", gc.num_beams) or 1) > 1
+    pad = pad_token_id  # what the prompts are padded with (finished rows get kwargs' pad_token_id: cut off)
+    longest = max(len(r) for r in rows)
+    if n == 1 or (beams and pad not in eos):
+        alone = set(range(len(rows)))
+    else:  # a padded prompt that holds the pad id where the n-gram ban reads it
+        alone = {i for i, r in enumerate(rows) if len(r) < longest and pad in r[-(n - 1) :]}
+    out: list[list[int] | None] = [None] * (len(rows) * k)
+    rest = [i for i in range(len(rows)) if i not in alone]
+    if rest:
+        made = run([rows[i] for i in rest])
+        for j, i in enumerate(rest):
+            new = made[j * k : (j + 1) * k]
+            if len(rows[i]) < longest and any(pad in row for row in cut_at_eos(new, eos)):
+                alone.add(i)  # it wrote the pad id before its end: the padding may have banned a token since
+            else:
+                out[i * k : (i + 1) * k] = new
+    by_length: dict[int, list[int]] = {}
+    for i in sorted(alone):
+        by_length.setdefault(len(rows[i]), []).append(i)
+    for group in by_length.values():
+        made = run([rows[i] for i in group])
+        for j, i in enumerate(group):
+            out[i * k : (i + 1) * k] = made[j * k : (j + 1) * k]
+    return out
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
