@@ -74,10 +74,12 @@ def per_prompt(value: Any, batch: int, name: str) -> list[str] | None:
 
 def load_negative_prompt_generator(
     negative_prompt_generator: Callable[[list[str]], list[str]] | str | os.PathLike | None,
+    kind: str = "image",
 ) -> Callable[[list[str]], list[str]]:
     """The generator that ``NegOptPipeline(pipe, negative_prompt_generator)`` uses.
 
-    None gives the built-in generator; a str or path (a folder or hub id) is loaded with
+    None gives the built-in generator, writing for ``kind`` (``"image"`` or ``"video"``: the wrapped pipeline's);
+    a str or path (a folder or hub id) is loaded with
     :meth:`NegOptGenerator.from_pretrained <negopt.NegOptGenerator.from_pretrained>`; a callable is used as is.
 
     Raises:
@@ -88,7 +90,7 @@ def load_negative_prompt_generator(
         # Imported here: the built-in generator is an optional convenience, not a dependency of the wrapper.
         from negopt.builtin import BuiltinGenerator
 
-        return BuiltinGenerator()
+        return BuiltinGenerator(kind=kind)
     if isinstance(negative_prompt_generator, (str, os.PathLike)):
         from negopt.generator.core import NegOptGenerator
         from negopt.hub import is_folder_or_hub_id

@@ -39,6 +39,13 @@ from negopt.pipeline.checks import (
     per_prompt,
     unloaded_embeddings_message,
 )
+from negopt.pipeline.families import (
+    check_default_negative,
+    family_of,
+    is_video_pipeline,
+    pipeline_default_negative,
+    refusal_message,
+)
 from negopt.pipeline.output import NegOptPipelineOutput
 from negopt.pipeline.token_budget import fit_negatives, token_limit, trimmed_message
 from negopt.pipeline.weighting import PROMPT_WEIGHTINGS, check_weighting, encode_call
@@ -57,11 +64,12 @@ logger = logging.getLogger(__name__)
 
 #: The negative-prompt parameters a diffusers pipeline may take, one per text encoder, and the tokenizer that reads
 #: each one.
-NEGATIVE_SLOTS: tuple[str, ...] = ("negative_prompt", "negative_prompt_2", "negative_prompt_3")
+NEGATIVE_SLOTS: tuple[str, ...] = ("negative_prompt", "negative_prompt_2", "negative_prompt_3", "negative_prompt_4")
 _SLOT_TOKENIZER = {
     "negative_prompt": "tokenizer",
     "negative_prompt_2": "tokenizer_2",
     "negative_prompt_3": "tokenizer_3",
+    "negative_prompt_4": "tokenizer_4",  # HiDream's Llama
 }
 
 # The default of the per-call `prompt_weighting` (None is a value: no weighting).
@@ -71,7 +79,7 @@ _UNSET: Any = object()
 _OWN_ATTRIBUTES = frozenset(
     {"pipeline", "negative_prompt_generator", "combine", "fit_to_tokenizer", "prompt_weighting"}
     | {"last_negative_prompts", "negative_slots", "_positional", "_guidance_default", "_true_cfg_default"}
-    | {"_max_sequence_length_default"}
+    | {"_max_sequence_length_default", "default_negative", "_pipeline_default"}
 )
 
 
@@ -100,7 +108,8 @@ class NegOptPipeline:
             never modified.
         negative_prompt_generator: Writes the negatives: any callable that maps a list of prompts to a list of
             negative prompts of the same length, such as a :class:`~negopt.NegOptGenerator`, a
-            :class:`~negopt.BuiltinGenerator` (the default when None) or a plain function. A str (a folder or hub
+            :class:`~negopt.BuiltinGenerator` (the default when None; around a video pipeline it writes for
+            video: ``BuiltinGenerator(kind="video")``) or a plain function. A str (a folder or hub
             id) is loaded with :meth:`NegOptGenerator.from_pretrained <negopt.NegOptGenerator.from_pretrained>`.
             Called once per pipeline call, with all the prompts. (It is not named ``generator``: diffusers passes a
             ``torch.Generator`` under that name, and the wrapper forwards it.)
@@ -120,6 +129,11 @@ class NegOptPipeline:
             ``"compel"``: the compel library's syntax and encoding (``pip install "negopt[weighting]"``), for SD,
             SDXL, Flux, Sana and Lumina2. Either way the pipeline gets ``prompt_embeds`` / ``negative_prompt_embeds``
             (and SDXL's pooled embeddings). A call can override it with ``prompt_weighting=...``.
+        default_negative: For a pipeline that fills a negative of its own when it is given none (Cosmos's long
+            ``DEFAULT_NEGATIVE_PROMPT``), what a call without ``negative_prompt`` sends: ``"merge"`` (the default)
+            treats the pipeline's default as the caller's negative, kept first and verbatim, and adds the generated
+            terms; ``"replace"`` sends the generated negative instead; ``"keep"`` sends the pipeline's default alone,
+            without generating. Other pipelines have no such default, and it does nothing for them.
 
     Attributes:
         pipeline: The wrapped pipeline.
@@ -130,7 +144,8 @@ class NegOptPipeline:
             read ``output.negative_prompts`` instead.
 
     Raises:
-        ValueError: If the pipeline's ``__call__`` has no ``negative_prompt`` parameter, ``combine`` or
+        ValueError: If the pipeline's ``__call__`` has no ``negative_prompt`` parameter (the message says why
+            for a family known to take none, such as Flux.2), ``combine``, ``default_negative`` or
             ``prompt_weighting`` is unknown, or ``prompt_weighting`` does not support the pipeline's family.
         TypeError: If ``pipeline`` or ``negative_prompt_generator`` is not callable.
         ImportError: If ``prompt_weighting="compel"`` and compel is not installed.
@@ -153,6 +168,7 @@ class NegOptPipeline:
         combine: str = "merge",
         fit_to_tokenizer: bool = True,
         prompt_weighting: str | None = None,
+        default_negative: str = "merge",
     ) -> None:
         if isinstance(pipeline, NegOptPipeline):
             raise TypeError(
@@ -168,7 +184,12 @@ class NegOptPipeline:
         slots = negative_slots(pipeline)
         combine = check_combine(combine)
         prompt_weighting = check_weighting(prompt_weighting, pipeline)
-        negative_prompt_generator = load_negative_prompt_generator(negative_prompt_generator)
+        default_negative = check_default_negative(default_negative)
+        kind = "video" if is_video_pipeline(pipeline) else "image"
+        negative_prompt_generator = load_negative_prompt_generator(negative_prompt_generator, kind)
+        family = family_of(pipeline)
+        if family is not None and family.note:
+            warnings.warn(family.note.format(name=type(pipeline).__name__), UserWarning, stacklevel=2)
 
         def default(name: str) -> Any:
             param = parameters.get(name)
@@ -179,6 +200,8 @@ class NegOptPipeline:
         self.combine = combine
         self.fit_to_tokenizer = bool(fit_to_tokenizer)
         self.prompt_weighting = prompt_weighting
+        self.default_negative = default_negative
+        self._pipeline_default = pipeline_default_negative(pipeline)
         self.last_negative_prompts: list[str] | None = None
         self.negative_slots = slots
         self._positional = tuple(
@@ -202,6 +225,7 @@ class NegOptPipeline:
         combine: str = "merge",
         fit_to_tokenizer: bool = True,
         prompt_weighting: str | None = None,
+        default_negative: str = "merge",
         use_safetensors: bool = True,
         **pipeline_kwargs: Any,
     ) -> NegOptPipeline:
@@ -213,6 +237,7 @@ class NegOptPipeline:
             combine: As in :class:`NegOptPipeline`.
             fit_to_tokenizer: As in :class:`NegOptPipeline`.
             prompt_weighting: As in :class:`NegOptPipeline`.
+            default_negative: As in :class:`NegOptPipeline`.
             use_safetensors: Load safetensors weights only (the safe default); pass False to allow pickle files.
             **pipeline_kwargs: Passed to ``DiffusionPipeline.from_pretrained`` (``torch_dtype``, ``revision``,
                 ``variant``, ``cache_dir``, ``token``, ``local_files_only``, components to replace, ...).
@@ -234,6 +259,7 @@ class NegOptPipeline:
             combine=combine,
             fit_to_tokenizer=fit_to_tokenizer,
             prompt_weighting=prompt_weighting,
+            default_negative=default_negative,
         )
 
     # -- drop-in behaviour ----------------------------------------------------------------------------------------
@@ -254,6 +280,8 @@ class NegOptPipeline:
             value = check_combine(value)
         elif name == "prompt_weighting":
             value = check_weighting(value, self.pipeline)
+        elif name == "default_negative":
+            value = check_default_negative(value)
         if name in _OWN_ATTRIBUTES or name.startswith("_"):
             object.__setattr__(self, name, value)
         else:
@@ -412,6 +440,12 @@ class NegOptPipeline:
             batch = len(prompts)
             as_list = not isinstance(prompt, str)
         users = per_prompt(user, batch, "negative_prompt")
+        if users is None and self._pipeline_default is not None and combine != "generated":
+            # The pipeline would fill its own default negative (Cosmos): it is the caller's unless they say otherwise.
+            if self.default_negative == "keep":
+                combine = "user"
+            if self.default_negative != "replace":
+                users = [self._pipeline_default] * batch
 
         negatives: list[str] | None
         n_user = [0] * batch  # how many of each negative's first terms are the user's
@@ -509,6 +543,9 @@ def negative_slots(pipeline: Any) -> tuple[str, ...]:
     inner = getattr(pipeline, "pipeline", pipeline) if isinstance(pipeline, NegOptPipeline) else pipeline
     parameters = inspect.signature(inner.__call__).parameters
     if "negative_prompt" not in parameters:
+        refusal = refusal_message(inner)
+        if refusal:
+            raise ValueError(refusal)
         raise ValueError(
             f"{type(inner).__name__} cannot use a negative prompt: its __call__ has no `negative_prompt` "
             "parameter (the pipeline is guidance-distilled or conditions on something else), so there is no slot "
