@@ -18,3 +18,8 @@ if ! .venv/bin/python -c "import negopt, pytest, datasets, torchmetrics" >/dev/n
   .venv/bin/pip install -q -e ".[dev]"
   touch .venv/.negopt-installed
 fi
+# The tests build the real CLIP tokenizer (49,408 tokens) from the BPE merges that open_clip_torch ships; only that
+# data file is used, so the package goes in without its dependencies (torchvision would not import beside torch here).
+if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('open_clip') is None)"; then
+  .venv/bin/pip install -q --no-deps open_clip_torch==3.3.0
+fi

@@ -38,3 +38,22 @@ def gpt2_dir(tmp_path_factory):
     from tiny import save_tiny_gpt2
 
     return save_tiny_gpt2(tmp_path_factory.mktemp("gpt2"))
+
+
+@pytest.fixture
+def tokenizer_log():
+    """The messages transformers' tokenizers log during the test, read from their logger directly (pytest's caplog
+    does not see them here)."""
+    import logging
+
+    messages: list[str] = []
+
+    class Record(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger = logging.getLogger("transformers.tokenization_utils_base")
+    handler = Record(logging.WARNING)
+    logger.addHandler(handler)
+    yield messages
+    logger.removeHandler(handler)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 
 import numpy as np
@@ -318,6 +319,31 @@ def _synthetic_logits(n: int, classes: int = 32, seed: int = 0) -> np.ndarray:
     logits = rng.normal(size=(n, classes))
     logits[np.arange(n), rng.integers(0, classes, n)] += 6.0
     return logits
+
+
+def test_one_progress_bar_and_no_sequence_length_message(metrics, tmp_path, capfd, tokenizer_log):
+    bare = tiny_sd()  # a fresh tokenizer: transformers logs its sequence-length message once per tokenizer
+    bare.set_progress_bar_config(disable=False, leave=True)  # the user's own setting, shown on every bare call
+    long_prompt = "a photo of red " + " ".join(["abcd"] * 50)  # 211 tokens: over CLIP's 77
+    prompts = [{"prompt": long_prompt, "negative_prompt": "blurry"}, {"prompt": "a photo of blue"}]
+    evaluate(
+        bare,
+        prompts,
+        generators={"fixed": constant("blurry, deformed")},
+        metrics={"clip_score": metrics["clip_score"]},
+        output_dir=tmp_path / "eval",
+        pipeline_kwargs=STEPS,
+        batch_size=1,
+    )
+    err = capfd.readouterr().err
+    bars = [line for line in re.split(r"[\r\n]", err) if re.search(r"\d+%\|", line)]
+    # One bar, negopt's over the prompts: before, each of the 6 render calls drew the pipeline's own 2-step bar.
+    assert bars and all(line.startswith("negopt eval") for line in bars), bars
+    assert not any("Token indices sequence length" in m for m in tokenizer_log)  # diffusers' untruncated count
+    assert bare._progress_bar_config == {"disable": False, "leave": True}  # the user's setting is put back
+    # Without evaluate, the same pipeline shows its bar: the setting was only lifted for the renders.
+    bare("a photo of red", num_inference_steps=2, height=32, width=32)
+    assert re.search(r"2/2", capfd.readouterr().err)
 
 
 def test_inception_interval_is_the_half_sampling_jackknife_written_out():

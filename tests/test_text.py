@@ -1,18 +1,25 @@
 """negopt.text: splitting, keys, dedupe, emphasis, echo removal, merging and the token budget."""
 
+import random
+import re
+import warnings
+
 import pytest
 
 from negopt.text import (
+    PromptSyntaxWarning,
     clean_negative,
     dedupe_terms,
     fit_terms,
     join_terms,
     merge_negatives,
     parse_attention,
+    remove_extra_networks,
     split_terms,
     strip_echo,
     strip_weights,
     term_key,
+    unsupported_a1111_syntax,
 )
 
 
@@ -212,24 +219,185 @@ def test_parse_attention(text, expected):
     assert [w for _, w in got] == pytest.approx([w for _, w in expected])
 
 
+# AUTOMATIC1111's parse_prompt_attention (modules/prompt_parser.py, v1.6+), written out as the reference: its regex
+# and its loop, including its float(weight), its lone backslash ("\\" -> "") and its merge of equal weights.
+A1111_RE_ATTENTION = re.compile(
+    r"""
+\\\(|
+\\\)|
+\\\[|
+\\]|
+\\\\|
+\\|
+\(|
+\[|
+:\s*([+-]?[.\d]+)\s*\)|
+\)|
+]|
+[^\\()\[\]:]+|
+:
+""",
+    re.X,
+)
+A1111_RE_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
+
+
+def a1111_parse_prompt_attention(text):
+    res, round_brackets, square_brackets = [], [], []
+
+    def multiply_range(start_position, multiplier):
+        for p in range(start_position, len(res)):
+            res[p][1] *= multiplier
+
+    for m in A1111_RE_ATTENTION.finditer(text):
+        text, weight = m.group(0), m.group(1)
+        if text.startswith("\\"):
+            res.append([text[1:], 1.0])
+        elif text == "(":
+            round_brackets.append(len(res))
+        elif text == "[":
+            square_brackets.append(len(res))
+        elif weight is not None and round_brackets:
+            multiply_range(round_brackets.pop(), float(weight))
+        elif text == ")" and round_brackets:
+            multiply_range(round_brackets.pop(), 1.1)
+        elif text == "]" and square_brackets:
+            multiply_range(square_brackets.pop(), 1 / 1.1)
+        else:
+            for i, part in enumerate(re.split(A1111_RE_BREAK, text)):
+                if i > 0:
+                    res.append(["BREAK", -1])
+                res.append([part, 1.0])
+    for pos in round_brackets:
+        multiply_range(pos, 1.1)
+    for pos in square_brackets:
+        multiply_range(pos, 1 / 1.1)
+    if len(res) == 0:
+        res = [["", 1.0]]
+    i = 0
+    while i + 1 < len(res):
+        if res[i][1] == res[i + 1][1]:
+            res[i][0] += res[i + 1][0]
+            res.pop(i + 1)
+        else:
+            i += 1
+    return res
+
+
+def as_a1111(text):
+    """A1111's runs, the empty ones left out (they tokenize to nothing), or None where A1111 raises."""
+    try:
+        runs = [(t, float(w)) for t, w in a1111_parse_prompt_attention(text) if t]
+    except ValueError:
+        return None
+    return runs or [("", 1.0)]
+
+
+A1111_CASES = [
+    "(a:1,3)",  # a comma in the weight: text, and the group gets the 1.1 of plain brackets
+    "(a:)",
+    "(a:0.1~1)",
+    "(a:-1)",  # a negative weight multiplies
+    "(masterpiece:1,2), (best quality:1.1)",
+    "(x:inf)",
+    "(x:high) y",
+    "a\\b",  # a lone backslash is dropped: "ab"
+    "a \\ b",
+    "\\\\ (x) \\",
+    "(a)\\(b)",
+    "(x BREAK y)",  # BREAK inside brackets: A1111 multiplies its marker too
+    "(red:1.2)(blue:1.2)",
+    "((a) b:1.2) [[c]]",
+    "a:1.2) b",
+    "(a:1.)",
+    "(a:.5) (b: 2 )",
+    "(a:+1.5)",
+]
+
+
+@pytest.mark.parametrize("text", A1111_CASES)
+def test_parse_attention_is_a1111s(text):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PromptSyntaxWarning)
+        got = parse_attention(text)
+    expected = as_a1111(text)
+    assert [t for t, _ in got] == [t for t, _ in expected]
+    assert [w for _, w in got] == pytest.approx([w for _, w in expected])
+
+
+def test_parse_attention_matches_a1111_on_random_texts():
+    rng = random.Random(0)
+    alphabet = ["a", "b", " ", "(", ")", "[", "]", ":", "\\", "1", ".", "-", ",", "BREAK", "x"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        expected = as_a1111(text)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PromptSyntaxWarning)
+            if expected is None:  # A1111 fails on the weight (several dots, no digit): so does negopt, clearly
+                with pytest.raises(ValueError, match="is not a finite number"):
+                    parse_attention(text)
+                continue
+            got = parse_attention(text)
+        assert [t for t, _ in got] == [t for t, _ in expected], text
+        assert [w for _, w in got] == pytest.approx([w for _, w in expected]), text
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("(x:high)", r"The weight 'high' in '\(x:high\)' is not a finite number"),
-        ("(x:1.2.3)", r"The weight '1.2.3' .* is not a finite number"),
-        ("(x:nan)", r"The weight 'nan' .* is not a finite number"),
-        ("(x:inf)", r"The weight 'inf' .* is not a finite number"),
-        ("(x:)", r"The weight '' .* is not a finite number"),
-        ("(x:-0.5)", r"The weight '-0.5' .* is negative"),
+        ("(a:1,3)", r"'1,3' is not a number \(the colon and it are read as text, the group as \(\.\.\.\)"),
+        ("(a:)", r"whose weight '' is not a number"),
+        ("(a:0.1~1)", r"whose weight '0.1~1' is not a number"),
+        ("(a:-1)", r"the negative weight in ':-1\)' \(applied as it is\)"),
     ],
 )
-def test_parse_attention_refuses_bad_weights(text, match):
-    with pytest.raises(ValueError, match=match):
+def test_weights_a1111_reads_leniently_warn_and_strict_refuses_them(text, match):
+    with pytest.warns(PromptSyntaxWarning, match=match):
+        assert parse_attention(text) == as_a1111(text)
+    with pytest.raises(ValueError, match="refused \\(strict\\).*" + match):
+        parse_attention(text, strict=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parse_attention("(a:1.3), [b], \\(c\\)", strict=True)  # nothing lenient: no warning, no error
+
+
+@pytest.mark.parametrize("text", ["(x:1.2.3)", "(x:.)", "(x:" + "9" * 400 + ")"])
+def test_weights_a1111_fails_on_are_a_clear_error(text):
+    with pytest.raises(ValueError, match=r"The weight .* is not a finite number \(AUTOMATIC1111 fails on it too\)"):
         parse_attention(text)
 
 
+def test_remove_extra_networks_is_a1111s_rule():
+    text = "a cat, <lora:film grain:0.6>, <lyco:x:1:0.5> night <hypernet:h:1><embedding> <a b:1>"
+    # A1111: re.sub(r"<(\w+):([^>]+)>", "", prompt), any network type; "<embedding>" and "<a b:1>" are not tags.
+    assert remove_extra_networks(text) == (
+        "a cat, ,  night <embedding> <a b:1>",
+        ["<lora:film grain:0.6>", "<lyco:x:1:0.5>", "<hypernet:h:1>"],
+    )
+    assert remove_extra_networks("blurry") == ("blurry", [])
+
+
+@pytest.mark.parametrize(
+    ("text", "prompt", "expected"),
+    [
+        ("a [cat:dog:0.5] in [snow:10]", True, ["prompt editing '[cat:dog:0.5]'", "prompt editing '[snow:10]'"]),
+        (
+            "[a::0.3] [[b]:c: 4] [d:1e1]",
+            True,
+            ["prompt editing '[a::0.3]'", "prompt editing '[[b]:c: 4]'", "prompt editing '[d:1e1]'"],
+        ),
+        ("a [cat|dog|(fox:1.2)]", True, ["alternation '[cat|dog|(fox:1.2)]'"]),
+        ("a cat AND a dog :1.2", True, ["AND (composable diffusion)"]),
+        ("a cat AND a dog", False, []),  # in a negative A1111 reads AND as a word
+        ("[x] [(y:1.2)] [a:b] \\[c:1\\] (d:0.5) band, ANDROID", True, []),
+    ],
+)
+def test_unsupported_a1111_syntax(text, prompt, expected):
+    assert unsupported_a1111_syntax(text, prompt=prompt) == expected
+
+
 def test_parse_attention_unbalanced_brackets_follow_a1111_with_a_warning():
-    with pytest.warns(UserWarning, match=r"1 unclosed '\(' \(applied to the rest of the text\)"):
+    with pytest.warns(PromptSyntaxWarning, match=r"1 unclosed '\(' \(applied to the rest of the text\)"):
         assert parse_attention("a (b, c") == [("a ", 1.0), ("b, c", pytest.approx(1.1))]
     with pytest.warns(UserWarning, match=r"1 unmatched '\]' \(read as text\)"):
         assert parse_attention("a] b") == [("a] b", 1.0)]

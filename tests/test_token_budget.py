@@ -93,3 +93,18 @@ def test_a_generated_negative_without_commas_is_cut_at_a_word_boundary_not_dropp
     assert f"not sent: {' '.join(words[4:])!r}" in message and "dropped generated terms 'blurry'" in message
     # The user passed nothing that was cut: the warning does not tell them to shorten their negative.
     assert "Only generated text was trimmed" in message and "Shorten `negative_prompt`" not in message
+
+
+def test_counting_through_diffusers_conversion_logs_no_sequence_length_message(tokenizer_log):
+    tokenizer = tiny_clip_tokenizer()  # fresh: transformers logs the message once per tokenizer
+    tokenizer.add_tokens(["badneg", "badneg_1"])
+
+    def convert(texts, tok):  # as diffusers' maybe_convert_prompt does, it tokenizes without verbose=False
+        tok.tokenize(texts[0])
+        return [t.replace("badneg", "badneg badneg_1") for t in texts]
+
+    long = "badneg, " + " ".join(["abcd"] * 50)  # 200+ tokens: over the 77 of the tokenizer
+    assert count_tokens(tokenizer, [long], convert) == [2 + 1 + 200]
+    assert not any("Token indices sequence length" in m for m in tokenizer_log)
+    tiny_clip_tokenizer().tokenize(long)  # what the conversion logs outside count_tokens (once per tokenizer)
+    assert any("Token indices sequence length" in m for m in tokenizer_log)

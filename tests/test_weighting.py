@@ -16,7 +16,9 @@ import torch
 
 from negopt.pipeline import NegOptPipeline
 from negopt.pipeline.weighting import encode_a1111
-from tiny_pipelines import tiny_flux, tiny_sd3, tiny_sd_ln_bias, tiny_sdxl
+from negopt.text import PromptSyntaxWarning
+from tiny_clip import clip_bpe_merges_path
+from tiny_pipelines import tiny_flux, tiny_sd3, tiny_sd_ln_bias, tiny_sd_real_clip, tiny_sdxl
 
 CALL = {"num_inference_steps": 2, "output_type": "np", "height": 32, "width": 32}
 
@@ -253,6 +255,83 @@ def test_a_multi_vector_embedding_is_counted_and_encoded_at_its_true_length(sd_w
     torch.testing.assert_close(args["negative_prompt_embeds"], expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.fixture(scope="module")
+def sd_real_clip():
+    """A tiny SD on the real CLIP tokenizer with ``easynegative`` (3 vectors) and ``bad_prompt`` (2) loaded by
+    diffusers."""
+    if clip_bpe_merges_path() is None:
+        pytest.skip("the real CLIP tokenizer needs open_clip_torch's merges file: run scripts/setup.sh")
+    pipe = tiny_sd_real_clip(seed=3)
+    torch.manual_seed(0)
+    pipe.load_textual_inversion(torch.randn(3, 32), token="easynegative")
+    pipe.load_textual_inversion(torch.randn(2, 32), token="bad_prompt")
+    return pipe
+
+
+def a1111_token_ids(pipe, text: str) -> list[int]:
+    """A1111's token ids of a one-run text, written out: the plain CLIP tokenizer (no added tokens, as A1111 has
+    none) on ``ftfy.fix_text(text)``, then at each position the longest embedding whose name's token ids come next
+    (``find_embedding_at_position``) replaced by the embedding's vectors."""
+    import ftfy
+
+    from tiny_clip import real_clip_tokenizer
+
+    plain = real_clip_tokenizer()
+    tokens = plain(ftfy.fix_text(text), add_special_tokens=False)["input_ids"]
+    added = pipe.tokenizer.added_tokens_encoder
+    embeddings = {
+        "easynegative": [added["easynegative"], added["easynegative_1"], added["easynegative_2"]],
+        "bad_prompt": [added["bad_prompt"], added["bad_prompt_1"]],
+    }
+    names = [(plain(n, add_special_tokens=False)["input_ids"], v) for n, v in embeddings.items()]
+    names.sort(key=lambda nv: len(nv[0]))
+    out, position = [], 0
+    while position < len(tokens):
+        for name_ids, vectors in reversed(names):
+            if tokens[position : position + len(name_ids)] == name_ids:
+                out += vectors
+                position += len(name_ids)
+                break
+        else:
+            out.append(tokens[position])
+            position += 1
+    return out
+
+
+@pytest.mark.parametrize(
+    ("negative", "expanded"),
+    [
+        ("easynegativev2, blurry", 0),  # "easy neg ative v 2": not the tokens of "easynegative"
+        ("EasyNegative, easynegative2, x_easynegative", 3),  # whole tokens: CLIP cuts words at digits and "_"
+        ("bad_prompt, bad_prompt_version2, badprompt", 2),
+    ],
+)
+def test_an_embedding_is_found_as_a1111_finds_it_whole_tokens_only(sd_real_clip, negative, expanded):
+    pipe_ti = sd_real_clip
+    tok = pipe_ti.tokenizer
+    pipe = NegOptPipeline(pipe_ti, no_generated, combine="user", prompt_weighting="a1111")
+    args = sent(pipe, prompt="a cat", negative_prompt=negative)
+    content = a1111_token_ids(pipe_ti, negative)
+    first_ids = {tok.convert_tokens_to_ids("easynegative"), tok.convert_tokens_to_ids("bad_prompt")}
+    assert sum(t in first_ids for t in content) == expanded
+    torch.testing.assert_close(args["negative_prompt_embeds"], sd_hidden(pipe_ti, row(tok, content)))
+    # diffusers' tokenizer splits the added name out of any word: "easynegativev2" would hold the embedding.
+    if negative.startswith("easynegativev2"):
+        assert tok.convert_tokens_to_ids("easynegative") in ids(tok, negative)
+
+
+def test_text_is_cleaned_with_ftfy_as_a1111s_tokenizer_does(sd_real_clip):
+    pipe_ti = sd_real_clip
+    tok = pipe_ti.tokenizer
+    pipe = NegOptPipeline(pipe_ti, no_generated, combine="user", prompt_weighting="a1111")
+    negative = "blurry，ugly　hands, “ﬁne”"  # full-width comma and space, curly quotes, a ligature
+    args = sent(pipe, prompt="a cat", negative_prompt=negative)
+    content = a1111_token_ids(pipe_ti, negative)
+    assert content == ids(tok, 'blurry,ugly hands, "fine"')  # what ftfy makes of it
+    assert content != ids(tok, negative)  # diffusers' tokenizer alone: byte tokens, no comma
+    torch.testing.assert_close(args["negative_prompt_embeds"], sd_hidden(pipe_ti, row(tok, content)))
+
+
 def test_without_weighting_the_fit_counts_an_embedding_at_its_true_length(sd_with_embeddings):
     pipe_ti = sd_with_embeddings
     tok = pipe_ti.tokenizer
@@ -286,17 +365,109 @@ def test_an_embedding_name_that_is_not_loaded_warns(sd):
 # -- bad input --------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("negative", ["(blurry:high)", "(blurry:1.2.3)", "(blurry:nan)", "(blurry:-1)", "(blurry:)"])
-def test_a_weight_that_is_not_a_number_is_a_clear_error(sd, negative):
+@pytest.mark.parametrize(
+    ("negative", "text", "weight"),
+    [
+        # A1111's re_attention reads ":1,3)" as no weight: the colon and "1,3" are text, the group is (...) = 1.1.
+        ("(blurry:1,3)", "blurry:1,3", 1.1),
+        ("(blurry:)", "blurry:", 1.1),
+        ("(blurry:0.1~1)", "blurry:0.1~1", 1.1),
+        ("(blurry:high)", "blurry:high", 1.1),
+        ("(blurry:-1)", "blurry", -1.0),  # a negative weight multiplies, as any other
+    ],
+)
+def test_weights_a1111_accepts_are_encoded_as_a1111_does_with_a_warning(sd, negative, text, weight):
+    tok = sd.tokenizer
     pipe = NegOptPipeline(sd, no_generated, combine="user", prompt_weighting="a1111")
-    with pytest.raises(ValueError, match=r"The weight .* in .*blurry.* is (negative|not a finite number)"):
-        pipe("a cat", negative_prompt=negative, **CALL)
+    with pytest.warns(PromptSyntaxWarning, match="read as A1111 reads it") as record:
+        args = sent(pipe, prompt="a cat", negative_prompt=negative)  # before: a ValueError failed the whole call
+    assert record[0].filename == __file__  # the warning points at the user's call
+    content = ids(tok, text)
+    expected = original_emphasis(sd_hidden(sd, row(tok, content)), [1.0] + [weight] * len(content))
+    torch.testing.assert_close(args["negative_prompt_embeds"], expected, rtol=1e-5, atol=1e-6)
+    # Strict parsing: the same warning as an error.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PromptSyntaxWarning)
+        with pytest.raises(PromptSyntaxWarning):
+            sent(pipe, prompt="a cat", negative_prompt=negative)
+
+
+def test_a_weight_a1111_fails_on_is_a_clear_error(sd):
+    pipe = NegOptPipeline(sd, no_generated, combine="user", prompt_weighting="a1111")
+    with pytest.raises(ValueError, match=r"The weight '1.2.3' in .*blurry.* is not a finite number \(AUTOMATIC1111"):
+        pipe("a cat", negative_prompt="(blurry:1.2.3)", **CALL)
+
+
+def test_a_lone_backslash_is_dropped_as_a1111_does(sd):
+    tok = sd.tokenizer
+    pipe = NegOptPipeline(sd, no_generated, combine="user", prompt_weighting="a1111")
+    args = sent(pipe, prompt="a cat", negative_prompt="bad\\hands \\\\ \\(x\\)")
+    # A1111: "\" alone -> "", "\\" -> "\", "\(" -> "(": the text encoded is "badhands \ (x)".
+    expected = sd_hidden(sd, row(tok, ids(tok, "badhands \\ (x)")))
+    torch.testing.assert_close(args["negative_prompt_embeds"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_extra_network_tags_are_removed_from_the_prompt_with_a_warning(sd):
+    tok = sd.tokenizer
+    pipe = NegOptPipeline(sd, no_generated, combine="user", prompt_weighting="a1111")
+    with pytest.warns(
+        PromptSyntaxWarning, match=r"removed the extra-network tags <lora:film:0\.8>, <lyco:x:1>"
+    ) as rec:
+        args = sent(pipe, prompt="a cat, <lora:film:0.8> <lyco:x:1>", negative_prompt="blurry")
+    assert rec[0].filename == __file__
+    # A1111: re.sub(r"<(\w+):([^>]+)>", "", prompt) before anything else; the text around the tags stays.
+    torch.testing.assert_close(args["prompt_embeds"], sd_hidden(sd, row(tok, ids(tok, "a cat,  "))))
+    # In a negative A1111 does not read them: encoded as text, as there, and said.
+    with pytest.warns(PromptSyntaxWarning, match=r"negative prompt holds the extra-network tags <lora:bad:1>"):
+        args = sent(pipe, prompt="a cat", negative_prompt="<lora:bad:1>, blurry")
+    torch.testing.assert_close(
+        args["negative_prompt_embeds"], sd_hidden(sd, row(tok, ids(tok, "<lora:bad:1>, blurry")))
+    )
+
+
+@pytest.mark.parametrize(
+    ("prompt", "negative", "match"),
+    [
+        ("a [cat:dog:0.5]", "blurry", r"prompt editing '\[cat:dog:0\.5\]'"),
+        ("a [cat|dog]", "blurry", r"alternation '\[cat\|dog\]'"),
+        ("a cat AND a dog", "blurry", r"AND \(composable diffusion\)"),
+        ("a cat", "[blurry:lowres:10]", r"prompt editing '\[blurry:lowres:10\]'"),
+    ],
+)
+def test_a1111_syntax_negopt_does_not_implement_warns(sd, prompt, negative, match):
+    pipe = NegOptPipeline(sd, no_generated, combine="user", prompt_weighting="a1111")
+    with pytest.warns(PromptSyntaxWarning, match=match + ".*does not implement"):
+        sent(pipe, prompt=prompt, negative_prompt=negative)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sent(pipe, prompt="a cat, [red], (dog:1.2) BREAK band", negative_prompt="AND, blurry")  # none of them
+
+
+def test_an_empty_negative_on_sdxl_is_zeros_as_in_a1111(sdxl):
+    pipe = NegOptPipeline(sdxl, no_generated, combine="user", prompt_weighting="a1111")
+    # A1111 (sd_models_xl.py): every negative of the batch == "" -> the text conditioning is zeros.
+    for kwargs in ({"negative_prompt": ""}, {"negative_prompt": ["", ""]}, {}):
+        prompt = ["a cat", "a dog"] if isinstance(kwargs.get("negative_prompt"), list) else "a cat"
+        args = sent(pipe, prompt=prompt, **kwargs)
+        assert args["negative_prompt_embeds"].abs().max() == 0, kwargs
+        assert args["negative_pooled_prompt_embeds"].abs().max() == 0, kwargs
+    for negative in (["", "blurry"], " "):  # one negative is not empty; " " is not "": encoded
+        prompt = ["a cat", "a dog"] if isinstance(negative, list) else "a cat"
+        args = sent(pipe, prompt=prompt, negative_prompt=negative)
+        assert args["negative_prompt_embeds"].abs().max() > 0
+    # SDXL with a config that does not force zeros: A1111 has no such setting and zeroes all the same.
+    sdxl.register_to_config(force_zeros_for_empty_prompt=False)
+    try:
+        args = sent(pipe, prompt="a cat", negative_prompt="")
+        assert args["negative_prompt_embeds"].abs().max() == 0
+    finally:
+        sdxl.register_to_config(force_zeros_for_empty_prompt=True)
 
 
 def test_unbalanced_brackets_follow_a1111_with_a_warning(sd):
     tok = sd.tokenizer
     pipe = NegOptPipeline(sd, no_generated, combine="user", prompt_weighting="a1111")
-    with pytest.warns(UserWarning, match=r"1 unclosed '\('"):
+    with pytest.warns(PromptSyntaxWarning, match=r"1 unclosed '\('"):
         args = sent(pipe, prompt="a cat", negative_prompt="(blurry")
     z = sd_hidden(sd, row(tok, ids(tok, "blurry")))
     expected = original_emphasis(z, [1.0] + [1.1] * len(ids(tok, "blurry")))  # applied to the rest, as A1111

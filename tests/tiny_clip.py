@@ -37,6 +37,64 @@ def tiny_clip_tokenizer():
         return CLIPTokenizer.from_pretrained(folder, model_max_length=77)
 
 
+def _bytes_to_unicode() -> list[str]:
+    """CLIP's 256 byte symbols in CLIP's order (openai/CLIP ``simple_tokenizer.bytes_to_unicode``)."""
+    bs = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def clip_bpe_merges_path() -> str | None:
+    """The file of CLIP's BPE merges that the ``open_clip_torch`` package ships, or None when it is not installed.
+
+    Found without importing ``open_clip`` (which needs torchvision): ``scripts/setup.sh`` installs the package with
+    ``--no-deps`` for its data file only.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], "bpe_simple_vocab_16e6.txt.gz")
+    return path if os.path.isfile(path) else None
+
+
+def real_clip_tokenizer():
+    """The real CLIP tokenizer of SD 1.x and SDXL (49,408 tokens, CLIP's BPE merges), built offline.
+
+    The vocabulary is the 256 byte symbols in CLIP's order, the same with ``</w>``, one entry per merge (the first
+    48,894 merge lines after the header), then ``<|startoftext|>`` and ``<|endoftext|>`` (ids 49406 and 49407), as
+    openai/CLIP's ``SimpleTokenizer`` builds it; loaded as ``CLIPTokenizer(..., model_max_length=77)``. Needs the
+    merges file of ``open_clip_torch`` (see :func:`clip_bpe_merges_path`); the caller skips without it.
+    """
+    import gzip
+
+    from transformers import CLIPTokenizer
+
+    path = clip_bpe_merges_path()
+    if path is None:
+        raise FileNotFoundError("open_clip_torch is not installed: run scripts/setup.sh (it installs it, data only)")
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        merges = f.read().split("\n")[1 : 49152 - 256 - 2 + 1]
+    symbols = _bytes_to_unicode()
+    tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    with tempfile.TemporaryDirectory() as folder:
+        with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
+            json.dump({t: i for i, t in enumerate(tokens)}, f)
+        with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
+            f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
+        return CLIPTokenizer.from_pretrained(folder, model_max_length=77)
+
+
 def tiny_image_processor(size: int = 32):
     """CLIP preprocessing at ``size`` pixels (the PIL backend: torchvision may be missing)."""
     try:

@@ -18,6 +18,7 @@ from tiny_clip import tiny_clip_tokenizer
 __all__ = [
     "tiny_sd",
     "tiny_sd_ln_bias",
+    "tiny_sd_real_clip",
     "save_tiny_sd",
     "tiny_sd_img2img",
     "tiny_sd_inpaint",
@@ -183,6 +184,27 @@ def tiny_sd_ln_bias(seed: int = 0):
     with torch.no_grad():
         norm.bias.copy_(torch.randn(norm.bias.shape, generator=generator) * 0.5)
         norm.weight.copy_(1 + torch.randn(norm.weight.shape, generator=generator) * 0.1)
+    return pipe
+
+
+def tiny_sd_real_clip(seed: int = 0):
+    """:func:`tiny_sd_ln_bias` with the real CLIP tokenizer (:func:`tiny_clip.real_clip_tokenizer`, 49,408 tokens) and
+    a tiny text encoder of that vocabulary: for tokenization rules that a byte-level tokenizer cannot show (merges,
+    word ends)."""
+    from transformers import CLIPTextModel
+
+    from tiny_clip import real_clip_tokenizer
+
+    pipe = tiny_sd_ln_bias(seed)
+    tokenizer = real_clip_tokenizer()
+    torch.manual_seed(seed)
+    pipe.tokenizer = tokenizer
+    pipe.text_encoder = CLIPTextModel(_clip_config(tokenizer, vocab_size=len(tokenizer))).eval()
+    norm = pipe.text_encoder.text_model.final_layer_norm if hasattr(pipe.text_encoder, "text_model") else None
+    norm = norm or pipe.text_encoder.final_layer_norm
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        norm.bias.copy_(torch.randn(norm.bias.shape, generator=generator) * 0.5)
     return pipe
 
 

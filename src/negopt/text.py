@@ -24,6 +24,9 @@ __all__ = [
     "merge_negatives",
     "fit_terms",
     "parse_attention",
+    "remove_extra_networks",
+    "unsupported_a1111_syntax",
+    "PromptSyntaxWarning",
     "KNOWN_NEGATIVE_EMBEDDINGS",
     "ROUND_BRACKET_MULTIPLIER",
     "BREAK_WEIGHT",
@@ -232,8 +235,14 @@ _RE_ATTENTION = re.compile(
     re.X,
 )
 _RE_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
-# A ``:word)`` closer whose word A1111 would silently read as text: a weight that is not a number.
+# A ``:word)`` closer that A1111 reads as text (its weight is not digits and dots): ``(a:1,3)``, ``(a:)``.
 _RE_BAD_WEIGHT = re.compile(r":\s*([^\s()\[\]:\\]*)\s*\)")
+# A1111's extra networks (modules/extra_networks.py): ``<lora:name:0.8>``, ``<lyco:...>``, ``<hypernet:...>``.
+_RE_EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")
+# A1111's composable diffusion separator (modules/prompt_parser.py), in prompts only.
+_RE_AND = re.compile(r"\bAND\b")
+# The end of a prompt-editing group, ``[a:b:0.5]`` / ``[a:10]``: a colon, a number (lark's SIGNED_NUMBER), ``]``.
+_RE_SCHEDULE_END = re.compile(r":\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 
 #: Popular negative textual-inversion embeddings, by the token people write (compared ignoring case). Seeing one in a
 #: negative while the pipeline has no embedding loaded under that token means it will be read as plain words.
@@ -262,28 +271,41 @@ KNOWN_NEGATIVE_EMBEDDINGS: frozenset[str] = frozenset(
 )
 
 
-def parse_attention(text: str) -> list[tuple[str, float]]:
-    """Read AUTOMATIC1111's emphasis syntax into ``(text, weight)`` runs, the way A1111's ``parse_prompt_attention``
-    does.
+class PromptSyntaxWarning(UserWarning):
+    """AUTOMATIC1111 syntax read leniently, as A1111 reads it, or not implemented by negopt.
+
+    Raised instead of warned by ``parse_attention(text, strict=True)``; make every one an error in a pipeline call
+    with ``warnings.simplefilter("error", PromptSyntaxWarning)``.
+    """
+
+
+def parse_attention(text: str, *, strict: bool = False) -> list[tuple[str, float]]:
+    """Read AUTOMATIC1111's emphasis syntax into ``(text, weight)`` runs, as A1111's ``parse_prompt_attention`` does.
 
     ``(x)`` multiplies the weight of ``x`` by 1.1, ``((x))`` by 1.21, ``[x]`` divides it by 1.1, ``(x:1.3)`` multiplies
-    it by 1.3; ``\\(``, ``\\)``, ``\\[``, ``\\]`` and ``\\\\`` are literal characters; ``BREAK`` (upper case, a word of
-    its own) starts a new 75-token chunk and comes out as ``("BREAK", BREAK_WEIGHT)``. Neighbouring runs of the same
-    weight are merged.
+    it by 1.3; ``\\(``, ``\\)``, ``\\[``, ``\\]`` and ``\\\\`` are literal characters and a lone ``\\`` is dropped;
+    ``BREAK`` (upper case, a word of its own) starts a new 75-token chunk and comes out as
+    ``("BREAK", BREAK_WEIGHT)``. Neighbouring runs of the same weight are merged, then empty runs dropped.
 
-    Where A1111 is lenient this follows it, with a warning: an opening bracket that is never closed applies its
-    multiplier to the rest of the text; a closing bracket with no opener is literal text. Where A1111 would silently
-    misread a weight, this raises instead.
+    Where A1111 is lenient this follows it, with a :class:`PromptSyntaxWarning` (an error with ``strict=True``):
+
+    - an opening bracket that is never closed applies its multiplier to the rest of the text; a closing bracket with
+      no opener is literal text;
+    - a weight that is not digits and dots -- ``(a:1,3)``, ``(a:)``, ``(a:0.1~1)``, ``(a:high)`` -- is not a weight:
+      the colon and what follows are text and the group gets the 1.1 of plain brackets (``("a:1,3", 1.1)``);
+    - a negative weight, ``(a:-1)``, multiplies as any other (A1111's "Original" emphasis then flips the sign of the
+      term's hidden states before rescaling the chunk to its mean).
 
     Args:
         text: A prompt or negative prompt.
+        strict: Raise a ValueError instead of warning.
 
     Returns:
         The runs, in order; ``[("", 1.0)]`` for an empty text.
 
     Raises:
-        ValueError: A weight that is not a finite number (``(x:high)``, ``(x:1.2.3)``, ``(x:nan)``, ``(x:)``) or is
-            negative (``(x:-1)``).
+        ValueError: A weight A1111 itself fails on (``(x:1.2.3)``, ``(x:.)``: several dots, or no digit), or too
+            large to be finite; with ``strict``, any of the lenient readings above.
 
     Example:
         >>> parse_attention("a (cat:1.5) and [dog]")
@@ -293,6 +315,7 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
     round_brackets: list[int] = []
     square_brackets: list[int] = []
     stray: list[str] = []
+    lenient: list[str] = []
 
     def multiply_range(start: int, multiplier: float) -> None:
         for p in range(start, len(res)):
@@ -301,13 +324,16 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
     for m in _RE_ATTENTION.finditer(text):
         token, weight = m.group(0), m.group(1)
         if token.startswith("\\"):
-            res.append([token[1:] if len(token) > 1 else token, 1.0])
+            res.append([token[1:], 1.0])  # a lone backslash is dropped (""), as in A1111
         elif token == "(":
             round_brackets.append(len(res))
         elif token == "[":
             square_brackets.append(len(res))
         elif weight is not None and round_brackets:
-            multiply_range(round_brackets.pop(), _check_weight(weight, text))
+            value = _weight_value(weight, text)
+            if value < 0:
+                lenient.append(f"the negative weight in {m.group(0).strip()!r} (applied as it is)")
+            multiply_range(round_brackets.pop(), value)
         elif token == ")" and round_brackets:
             multiply_range(round_brackets.pop(), ROUND_BRACKET_MULTIPLIER)
         elif token == "]" and square_brackets:
@@ -316,7 +342,10 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
             if token == ":" and round_brackets:
                 bad = _RE_BAD_WEIGHT.match(text, m.start())
                 if bad is not None:
-                    _check_weight(bad.group(1), text)
+                    lenient.append(
+                        f"{bad.group(0).strip()!r}, whose weight {bad.group(1)!r} is not a number (the colon and it "
+                        "are read as text, the group as (...) with weight 1.1)"
+                    )
             if token in (")", "]") or (weight is not None and not round_brackets):
                 stray.append(token)
             for i, part in enumerate(_RE_BREAK.split(token)):
@@ -329,40 +358,118 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
         multiply_range(pos, ROUND_BRACKET_MULTIPLIER)
     for pos in square_brackets:
         multiply_range(pos, 1 / ROUND_BRACKET_MULTIPLIER)
-    if unclosed or stray:
-        problems = []
-        if unclosed:
-            problems.append(f"{len(unclosed)} unclosed {''.join(unclosed)!r} (applied to the rest of the text)")
-        if stray:
-            problems.append(f"{len(stray)} unmatched {''.join(s[-1] for s in stray)!r} (read as text)")
-        warnings.warn(
-            f"Unbalanced brackets in {text!r:.200}: {' and '.join(problems)}, as AUTOMATIC1111 reads them. Close the "
-            "bracket, or escape a literal one as \\( \\) \\[ \\].",
-            stacklevel=2,
+    problems = []
+    if unclosed:
+        problems.append(f"{len(unclosed)} unclosed {''.join(unclosed)!r} (applied to the rest of the text)")
+    if stray:
+        problems.append(f"{len(stray)} unmatched {''.join(s[-1] for s in stray)!r} (read as text)")
+    problems += lenient
+    if problems:
+        message = (
+            f"AUTOMATIC1111 syntax in {text!r:.200} read as A1111 reads it: {'; '.join(problems)}. Close a bracket, "
+            "escape a literal one as \\( \\) \\[ \\], and write a weight as a number >= 0, as in (blurry:1.3)."
         )
+        if strict:
+            raise ValueError(message.replace("read as A1111 reads it", "refused (strict)"))
+        warnings.warn(message, PromptSyntaxWarning, stacklevel=2)
 
-    res = [r for r in res if r[0] or r[1] == BREAK_WEIGHT]
     if not res:
         return [("", 1.0)]
+    # A1111's merge of neighbouring runs of the same weight (empty runs included, as there), then the empty ones go.
     merged: list[list] = [res[0]]
     for run in res[1:]:
-        if run[1] == merged[-1][1] and run[1] != BREAK_WEIGHT:
+        if run[1] == merged[-1][1]:
             merged[-1][0] += run[0]
         else:
             merged.append(run)
-    return [(t, float(w)) for t, w in merged]
+    out = [(t, float(w)) for t, w in merged if t]
+    return out or [("", 1.0)]
 
 
-def _check_weight(weight: str, text: str) -> float:
+def _weight_value(weight: str, text: str) -> float:
+    """A ``:weight)`` closer's number, as A1111's ``float(weight)``; a ValueError where A1111 fails or it is not
+    finite."""
     try:
         value = float(weight)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value < 0 or weight.strip().lower() in ("nan", "inf", "+inf", "infinity"):
-        reason = "negative" if math.isfinite(value) and value < 0 else "not a finite number"
+    if not math.isfinite(value):
         raise ValueError(
-            f"The weight {weight!r} in {text!r:.200} is {reason}. Write an emphasis weight as a number >= 0, as in "
-            "(blurry:1.3) or (text:0.8); to lower a term's weight use a weight below 1 or [term]. A literal colon "
-            "inside brackets can be escaped by writing the brackets as \\( \\)."
+            f"The weight {weight!r} in {text!r:.200} is not a finite number (AUTOMATIC1111 fails on it too). Write an "
+            "emphasis weight as a number >= 0, as in (blurry:1.3) or (text:0.8); to lower a term's weight use a "
+            "weight below 1 or [term]. A literal colon inside brackets can be escaped by writing the brackets as "
+            "\\( \\)."
         )
     return value
+
+
+def remove_extra_networks(text: str) -> tuple[str, list[str]]:
+    """Remove AUTOMATIC1111's extra-network tags from a prompt, as A1111 does before encoding it.
+
+    A1111 reads ``<lora:name:0.8>``, ``<lyco:...>``, ``<hypernet:...>`` -- any ``<word:...>`` -- as a request to
+    apply that network (``modules/extra_networks.py``, ``re.sub(r"<(\\w+):([^>]+)>", "", prompt)``); the tag itself
+    is never encoded. Load such a network on a diffusers pipeline with ``pipe.load_lora_weights(...)``.
+
+    Args:
+        text: A prompt.
+
+    Returns:
+        ``(text without the tags, the tags removed)``; the text around a tag is left as it is.
+
+    Example:
+        >>> remove_extra_networks("a cat, <lora:film grain:0.6>, night")
+        ('a cat, , night', ['<lora:film grain:0.6>'])
+    """
+    tags = [m.group(0) for m in _RE_EXTRA_NETWORK.finditer(text)]
+    return (_RE_EXTRA_NETWORK.sub("", text) if tags else text), tags
+
+
+def unsupported_a1111_syntax(text: str, *, prompt: bool = True) -> list[str]:
+    """The AUTOMATIC1111 constructs in ``text`` that negopt's ``"a1111"`` weighting does not implement.
+
+    Prompt editing ``[a:b:0.5]`` / ``[a:10]`` / ``[a::10]`` and alternation ``[a|b]`` change the text from one
+    sampling step to the next in A1111, and ``AND`` (in a prompt; in a negative A1111 reads it as a word) composes
+    several prompts. A diffusers call takes one embedding per prompt, so negopt encodes these as written (the square
+    brackets as ``[x]`` emphasis).
+
+    Args:
+        text: A prompt or negative prompt.
+        prompt: Whether it is a prompt (``AND`` counts) or a negative (it does not).
+
+    Returns:
+        One description per construct found, e.g. ``"prompt editing '[cat:dog:0.5]'"``; empty when there is none.
+    """
+    found = []
+    stack: list[int] = []
+    prev = ""
+    for i, ch in enumerate(text):
+        if prev == "\\":
+            prev = ""  # an escaped character, ``\\[``, opens nothing
+            continue
+        if ch == "[":
+            stack.append(i)
+        elif ch == "]" and stack:
+            start = stack.pop()
+            inner = text[start + 1 : i]
+            top = _top_level(inner)
+            if "|" in top:
+                found.append(f"alternation {text[start : i + 1]!r}")
+            elif ":" in top and _RE_SCHEDULE_END.search(inner.rstrip()):
+                found.append(f"prompt editing {text[start : i + 1]!r}")
+        prev = ch
+    if prompt and _RE_AND.search(text):
+        found.append("AND (composable diffusion)")
+    return found
+
+
+def _top_level(inner: str) -> str:
+    """``inner`` with its bracketed groups blanked out: the characters at the top level of a group."""
+    out, depth = [], 0
+    for ch in inner:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]" and depth:
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)

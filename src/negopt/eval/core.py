@@ -108,8 +108,8 @@ def evaluate(
     ``metrics.png`` (a bar chart with the intervals) and ``images/<condition>/<index>-<hash>.png`` (+ ``.json``).
 
     Args:
-        pipeline: A diffusers pipeline with a ``negative_prompt`` argument, called as it is: set its device, dtype
-            and progress bar before.
+        pipeline: A diffusers pipeline with a ``negative_prompt`` argument, called as it is: set its device and
+            dtype before. Its own progress bar is off while it renders (evaluate shows one over the prompts).
         prompts: A list of prompts; a list of dicts with ``prompt`` and optionally ``negative_prompt``; or a
             ``datasets.Dataset`` with those columns (see :func:`negopt.data.load_prompts` for files).
         generators: Condition name -> generator (``gen(list[str]) -> list[str]``): a ``NegOptGenerator``, the

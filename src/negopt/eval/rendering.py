@@ -6,14 +6,17 @@ sample images); :class:`ImageCache` lets an interrupted evaluation pick up where
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
+
+from negopt.pipeline.token_budget import quiet_sequence_length_warning
 
 __all__ = ["RESERVED_KWARGS", "render", "check_pipeline_kwargs", "warn_if_guidance_off", "ImageCache"]
 
@@ -50,6 +53,33 @@ def check_pipeline_kwargs(pipeline_kwargs: Mapping[str, Any] | None, *, stacklev
     return kwargs
 
 
+def _progress_bar_owner(pipeline: Any) -> Any:
+    """The diffusers pipeline whose ``set_progress_bar_config`` drives the bar: ``pipeline``, or the one it wraps."""
+    for _ in range(4):  # a NegOptPipeline, or a user's wrapper, holds the diffusers pipeline as `.pipeline`
+        if hasattr(type(pipeline), "set_progress_bar_config"):
+            return pipeline
+        pipeline = getattr(pipeline, "pipeline", None)
+        if pipeline is None:
+            return None
+    return None
+
+
+@contextlib.contextmanager
+def _quiet(pipeline: Any) -> Iterator[None]:
+    """For one call: the pipeline's own progress bar off (the caller shows one over the images) and transformers'
+    sequence-length message dropped; the user's progress-bar settings are put back whatever happens."""
+    owner = _progress_bar_owner(pipeline)
+    before = dict(getattr(owner, "_progress_bar_config", None) or {}) if owner is not None else None
+    if owner is not None:
+        owner.set_progress_bar_config(**{**before, "disable": True})
+    try:
+        with quiet_sequence_length_warning():
+            yield
+    finally:
+        if owner is not None:
+            owner.set_progress_bar_config(**before)
+
+
 def render(
     pipeline: Callable,
     prompts: Sequence[str],
@@ -61,7 +91,8 @@ def render(
     """One image per prompt, prompt ``i`` from a CPU ``torch.Generator`` seeded with ``seeds[i]``, in one call.
 
     A CPU generator per prompt gives the same noise on every device and whatever else is in the batch, so two
-    calls that differ only in their negatives differ only because of them.
+    calls that differ only in their negatives differ only because of them. The pipeline's own progress bar is off
+    during the call (its settings are put back after): the caller shows one bar over the images, not one per call.
 
     Args:
         pipeline: A diffusers pipeline (anything called as ``pipeline(prompt=[...], negative_prompt=[...],
@@ -89,7 +120,8 @@ def render(
         call["negative_prompt"] = list(negative_prompts)
     call["generator"] = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
     call["output_type"] = "pil"
-    output = pipeline(**call)
+    with _quiet(pipeline):
+        output = pipeline(**call)
     images = getattr(output, "images", None)
     if images is None or len(images) != len(prompts):
         raise TypeError(

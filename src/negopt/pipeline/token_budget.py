@@ -13,13 +13,23 @@ negative reaches and warns about what was trimmed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from negopt.text import join_terms, split_terms
 
-__all__ = ["Trimmed", "count_tokens", "cut_words", "fit_negatives", "token_limit", "trimmed_message"]
+__all__ = [
+    "Trimmed",
+    "count_tokens",
+    "cut_words",
+    "fit_negatives",
+    "token_limit",
+    "trimmed_message",
+    "quiet_sequence_length_warning",
+]
 
 # A tokenizer with no real limit reports model_max_length as a huge sentinel (about 1e30).
 _NO_LIMIT = 1_000_000
@@ -76,6 +86,29 @@ def _has_multi_vector_embedding(tokenizer: Any) -> bool:
     return any(f"{t}_1" in added for t in added)
 
 
+class _DropSequenceLengthWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Token indices sequence length is longer than")
+
+
+@contextlib.contextmanager
+def quiet_sequence_length_warning() -> Iterator[None]:
+    """Drop transformers' "Token indices sequence length is longer than the specified maximum ... (210 > 77)" for the
+    block.
+
+    A tokenizer logs it when it reads a text longer than its limit without truncating, which is what counting tokens
+    does (and diffusers' check of the prompt's length): nothing is indexed past the limit, diffusers truncates, so
+    the message is not one a user can act on. Nothing else is dropped.
+    """
+    logger = logging.getLogger("transformers.tokenization_utils_base")
+    drop = _DropSequenceLengthWarning()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
 def count_tokens(tokenizer: Any, texts: Sequence[str], convert: Convert | None = None) -> list[int]:
     """The number of tokens of each text, without special tokens, as the pipeline will encode it.
 
@@ -91,7 +124,8 @@ def count_tokens(tokenizer: Any, texts: Sequence[str], convert: Convert | None =
     """
     texts = list(texts)
     if callable(convert) and _has_multi_vector_embedding(tokenizer):
-        texts = convert(texts, tokenizer)
+        with quiet_sequence_length_warning():  # diffusers' conversion tokenizes without verbose=False
+            texts = convert(texts, tokenizer)
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
 
 

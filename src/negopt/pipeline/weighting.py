@@ -4,8 +4,15 @@ compel, long ones not truncated, textual-inversion embeddings counted at their t
 ``"a1111"`` follows AUTOMATIC1111's stable-diffusion-webui (``prompt_parser.parse_prompt_attention`` and
 ``sd_hijack_clip``) for CLIP text encoders:
 
-1. The text is read into ``(text, weight)`` runs by :func:`negopt.text.parse_attention`; each run is tokenized on
-   its own, without start/end tokens, and a loaded textual-inversion token is expanded to all of its vectors.
+0. As A1111's processing does, extra-network tags (``<lora:name:0.8>``, any ``<word:...>``) are removed from the
+   prompts, with a warning that names them (load the LoRA with ``pipe.load_lora_weights``); in a negative A1111
+   encodes them as text, and so does this, with a warning. Prompt editing (``[a:b:0.5]``), alternation (``[a|b]``)
+   and ``AND`` are not implemented: they are encoded as written, with a warning.
+1. The text is read into ``(text, weight)`` runs by :func:`negopt.text.parse_attention`; each run is cleaned as A1111's
+   tokenizer cleans it (``ftfy.fix_text``: a full-width comma is a comma) and tokenized on its own, without
+   start/end tokens; a textual inversion loaded with diffusers' ``load_textual_inversion`` is found as A1111 finds
+   it, as the token ids of its name (whole CLIP tokens: ``easynegativev2`` does not hold ``easynegative``), and
+   expanded to all of its vectors (see :mod:`negopt.pipeline.a1111_tokens`).
 2. The tokens are cut into chunks of 75. As in A1111 (its default "comma padding backtrack" of 20): when a chunk is
    full and its last comma is at most 20 tokens back, the tokens after that comma move to the next chunk; an
    embedding never straddles two chunks; ``BREAK`` starts a new chunk.
@@ -20,9 +27,13 @@ compel, long ones not truncated, textual-inversion embeddings counted at their t
    mean over the whole batch of prompts; here it is per prompt, so a prompt's embedding does not depend on the
    other prompts of the call (the same for a batch of one).
 6. The chunks are concatenated (77, 154, 231, ... tokens). The prompt and the negative -- and every prompt of the
-   call -- are padded to the same number of chunks with the encoding of the empty prompt (A1111's
-   "pad prompt/negative prompt" option; by default A1111 runs them through the UNet separately instead, which a
-   diffusers pipeline cannot).
+   call -- are padded to the same number of chunks with the encoding of the empty prompt. This is A1111's
+   "pad prompt/negative prompt to be same length" option, off by default: by default A1111 pads only the prompts of
+   a batch to each other, and runs the prompt and a negative of another length through the UNet separately, which
+   one diffusers call cannot. Images differ from A1111's defaults there (only when the two lengths differ).
+7. SDXL: when every negative of the call is empty (``""``), the negative embeddings and pooled embeddings are zeros,
+   as A1111 always makes them (diffusers does it only for ``negative_prompt=None`` and
+   ``force_zeros_for_empty_prompt``).
 
 ``"compel"`` hands the texts to compel's own wrappers (``CompelForSD``, ``CompelForSDXL``, ``CompelForFlux``,
 ``CompelForSana``, ``CompelForLumina2``), whose syntax (``term++``, ``(term)1.3``) and maths are compel's.
@@ -30,11 +41,19 @@ compel, long ones not truncated, textual-inversion embeddings counted at their t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from negopt.pipeline.a1111_tokens import Vocabulary, clean_text, find_embedding, vocabulary
 from negopt.pipeline.checks import per_prompt
-from negopt.text import BREAK_WEIGHT, parse_attention
+from negopt.text import (
+    BREAK_WEIGHT,
+    PromptSyntaxWarning,
+    parse_attention,
+    remove_extra_networks,
+    unsupported_a1111_syntax,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -140,7 +159,12 @@ def check_weighting(prompt_weighting: str | None, pipeline: Any) -> str | None:
 
 
 def encode_call(
-    pipeline: Any, kwargs: dict[str, Any], prompt_weighting: str, prompts: list[str], negatives: list[str] | None
+    pipeline: Any,
+    kwargs: dict[str, Any],
+    prompt_weighting: str,
+    prompts: list[str],
+    negatives: list[str] | None,
+    stacklevel: int = 4,
 ) -> dict[str, Any]:
     """A call's arguments with its prompts and negatives replaced by their embeddings, encoded with
     ``prompt_weighting``: what :class:`~negopt.NegOptPipeline` sends to the pipeline when weighting is on.
@@ -152,7 +176,10 @@ def encode_call(
         prompt_weighting: ``"a1111"`` or ``"compel"``.
         prompts: The prompts.
         negatives: One negative per prompt, or None when the call sends none (the empty prompt is encoded, and SDXL
-            with ``force_zeros_for_empty_prompt`` gets zeros, as diffusers does).
+            with ``force_zeros_for_empty_prompt`` gets zeros, as diffusers does; with ``"a1111"`` SDXL gets zeros
+            whenever every negative is empty, as A1111 does).
+        stacklevel: Where the warnings about the texts point, as ``warnings.warn``'s, counted from here (the
+            default, 4, is the caller of a :class:`~negopt.NegOptPipeline`).
 
     Returns:
         ``kwargs`` without its text arguments, with ``prompt_embeds``, ``negative_prompt_embeds`` (and the pooled
@@ -179,20 +206,20 @@ def encode_call(
     negatives_2 = own_2 if own_2 is not None else (None if prompts_2 is None else texts)
     if prompt_weighting == "compel":
         embeds = encode_compel(pipeline, prompts, texts, prompts_2, negatives_2)
+        zeros = negatives is None and getattr(getattr(pipeline, "config", None), "force_zeros_for_empty_prompt", False)
     else:
+        prompts, prompts_2 = a1111_prompts(prompts, prompts_2, texts, negatives_2, stacklevel + 1)
         (hidden, pooled), (negative, negative_pooled) = encode_a1111(
-            pipeline, [prompts, texts], [prompts_2, negatives_2], kwargs.get("clip_skip")
+            pipeline, [prompts, texts], [prompts_2, negatives_2], kwargs.get("clip_skip"), stacklevel=stacklevel + 1
         )
         embeds = {"prompt_embeds": hidden, "negative_prompt_embeds": negative}
         if pooled is not None:
             embeds["pooled_prompt_embeds"] = pooled
             embeds["negative_pooled_prompt_embeds"] = negative_pooled
-    if (
-        negatives is None
-        and family == "sdxl"
-        and getattr(getattr(pipeline, "config", None), "force_zeros_for_empty_prompt", False)
-    ):
-        # What SDXL does with no negative prompt at all.
+        # A1111 (sd_models_xl.py): `force_zero_negative_prompt = is_negative_prompt and all(x == "" for x in batch)`.
+        zeros = all(t == "" for t in texts) and all(t == "" for t in negatives_2 or ())
+    if zeros and family == "sdxl":
+        # What SDXL does with no negative prompt at all (diffusers), or with empty negatives (A1111).
         embeds["negative_prompt_embeds"] = embeds["negative_prompt_embeds"].zero_()
         if "negative_pooled_prompt_embeds" in embeds:
             embeds["negative_pooled_prompt_embeds"] = embeds["negative_pooled_prompt_embeds"].zero_()
@@ -204,26 +231,80 @@ def encode_call(
 # -- A1111 ----------------------------------------------------------------------------------------------------------
 
 
-def _embedding_groups(tokenizer: Any) -> dict[int, list[int]]:
-    """Textual-inversion tokens loaded on ``tokenizer`` by diffusers: ``{first id: all of its ids}``.
+def a1111_prompts(
+    prompts: list[str],
+    prompts_2: list[str] | None,
+    negatives: list[str],
+    negatives_2: list[str] | None,
+    stacklevel: int = 2,
+) -> tuple[list[str], list[str] | None]:
+    """What A1111's processing does to the texts before they are encoded: the prompts without their extra-network
+    tags (with a warning naming them), and warnings for the A1111 syntax that is not implemented (``stacklevel`` as
+    ``warnings.warn``'s, counted from here).
 
-    diffusers adds a k-vector embedding as the tokens ``name``, ``name_1``, ..., ``name_{k-1}``.
+    Returns:
+        ``(prompts, prompts_2)`` without the tags; the negatives are encoded as they are, as in A1111.
     """
-    added = {t: i for t, i in tokenizer.added_tokens_encoder.items() if t not in tokenizer.all_special_tokens}
-    groups = {}
-    for token, first in added.items():
-        ids = [first]
-        while f"{token}_{len(ids)}" in added:
-            ids.append(added[f"{token}_{len(ids)}"])
-        groups[first] = ids
-    return groups
+    removed: list[str] = []
+    cleaned = []
+    for group in (prompts, prompts_2):
+        if group is None:
+            cleaned.append(None)
+            continue
+        out = []
+        for text in group:
+            text, tags = remove_extra_networks(text)
+            out.append(text)
+            removed += tags
+        cleaned.append(out)
+    notes = []
+    if removed:
+        shown = ", ".join(dict.fromkeys(removed))
+        notes.append(
+            f"removed the extra-network tags {shown} from the prompt, as AUTOMATIC1111 does; negopt does not apply "
+            "them: load a LoRA on the pipeline with pipe.load_lora_weights(...) (and set its scale) instead"
+        )
+    in_negatives = [tag for text in [*negatives, *(negatives_2 or ())] for tag in remove_extra_networks(text)[1]]
+    if in_negatives:
+        notes.append(
+            f"the negative prompt holds the extra-network tags {', '.join(dict.fromkeys(in_negatives))}, which "
+            "AUTOMATIC1111 does not read in a negative: they are encoded as text, as there; remove them"
+        )
+    unsupported = [u for text in [*prompts, *(prompts_2 or ())] for u in unsupported_a1111_syntax(text)]
+    unsupported += [
+        u for text in [*negatives, *(negatives_2 or ())] for u in unsupported_a1111_syntax(text, prompt=False)
+    ]
+    if unsupported:
+        notes.append(
+            f"{', '.join(dict.fromkeys(unsupported))}: AUTOMATIC1111 syntax that negopt does not implement (one "
+            "diffusers call takes one embedding per prompt), encoded as written, square brackets as [x] emphasis; "
+            "write the text you want encoded instead"
+        )
+    if notes:
+        warnings.warn(f"prompt_weighting='a1111': {'; '.join(notes)}.", PromptSyntaxWarning, stacklevel=stacklevel)
+    return cleaned[0], cleaned[1]
 
 
-def _chunks(tokenizer: Any, text: str, groups: dict[int, list[int]]) -> list[tuple[list[int], list[float]]]:
-    """A1111's ``tokenize_line``: the text as chunks of at most 75 ``(ids, weights)``, before start/end tokens."""
-    parsed = parse_attention(text)
-    texts = [t for t, w in parsed if w != BREAK_WEIGHT]
-    tokenized = iter(tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else [])
+def _parse(texts: Sequence[str], stacklevel: int) -> dict[str, list[tuple[str, float]]]:
+    """:func:`~negopt.text.parse_attention` of each distinct text; its warnings, one of each, are given with
+    ``stacklevel`` counted from here."""
+    parsed = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PromptSyntaxWarning)
+        for text in dict.fromkeys(texts):
+            parsed[text] = parse_attention(text)
+    for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, PromptSyntaxWarning)):
+        warnings.warn(message, PromptSyntaxWarning, stacklevel=stacklevel)
+    for w in caught:
+        if not issubclass(w.category, PromptSyntaxWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return parsed
+
+
+def _chunks(tokenizer: Any, parsed: list[tuple[str, float]], vocab: Vocabulary) -> list[tuple[list[int], list[float]]]:
+    """A1111's ``tokenize_line``: parsed runs as chunks of at most 75 ``(ids, weights)``, before start/end tokens."""
+    texts = [clean_text(t, vocab.open_clip) for t, _ in parsed]
+    tokenized = iter(vocab.encode(texts))
     comma = tokenizer.convert_tokens_to_ids(",</w>")
     comma = comma if comma != tokenizer.unk_token_id else None
 
@@ -237,11 +318,10 @@ def _chunks(tokenizer: Any, text: str, groups: dict[int, list[int]]) -> list[tup
         chunks.append((ids, weights))
         ids, weights, last_comma = [], [], -1
 
-    for _, weight in parsed:
-        if weight == BREAK_WEIGHT:
+    for (text, weight), tokens in zip(parsed, tokenized):
+        if text == "BREAK" and weight == BREAK_WEIGHT:  # A1111's test: a weight of -1 alone is a weight
             next_chunk()
             continue
-        tokens = next(tokenized)
         position = 0
         while position < len(tokens):
             token = tokens[position]
@@ -255,15 +335,16 @@ def _chunks(tokenizer: Any, text: str, groups: dict[int, list[int]]) -> list[tup
                 ids, weights = moved_ids, moved_weights
             if len(ids) == CHUNK_LENGTH:
                 next_chunk()
-            group = groups.get(token)
-            if group is None or len(group) == 1:
+            found = find_embedding(vocab.lookup, tokens, position)
+            if found is None:
                 ids.append(token)
                 weights.append(weight)
                 position += 1
                 continue
+            group, name_length = found
             if len(group) > CHUNK_LENGTH:
                 raise ValueError(
-                    f"The textual-inversion token {tokenizer.convert_ids_to_tokens(token)!r} has {len(group)} "
+                    f"The textual-inversion token {tokenizer.convert_ids_to_tokens(group[0])!r} has {len(group)} "
                     f"vectors, more than a {CHUNK_LENGTH}-token chunk holds; prompt_weighting='a1111' cannot place "
                     "it. Use prompt_weighting=None (diffusers then truncates) or a shorter embedding."
                 )
@@ -271,10 +352,7 @@ def _chunks(tokenizer: Any, text: str, groups: dict[int, list[int]]) -> list[tup
                 next_chunk()
             ids.extend(group)
             weights.extend([weight] * len(group))
-            # The user may have written the expanded form (name name_1 ...) already.
-            position += 1
-            if tokens[position : position + len(group) - 1] == group[1:]:
-                position += len(group) - 1
+            position += name_length
     if ids or not chunks:
         next_chunk()
     return chunks
@@ -330,6 +408,8 @@ def encode_a1111(
     texts: Sequence[Sequence[str]],
     texts_2: Sequence[Sequence[str] | None] | None = None,
     clip_skip: int | None = None,
+    *,
+    stacklevel: int = 2,
 ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
     """Encode groups of texts the AUTOMATIC1111 way for a Stable Diffusion 1.x/2.x or SDXL pipeline (see the module
     docs).
@@ -344,14 +424,16 @@ def encode_a1111(
         texts_2: For SDXL, the texts of the second encoder per group (``prompt_2`` / ``negative_prompt_2``); None
             (or a None group) for the same as ``texts``.
         clip_skip: As the pipeline's ``clip_skip``.
+        stacklevel: Where the :class:`~negopt.text.PromptSyntaxWarning` about a text points, as ``warnings.warn``'s
+            (counted from here: 2 is the caller).
 
     Returns:
         One ``(embeddings, pooled)`` per group: ``len(group) x (77 * chunks) x width``, and for SDXL the pooled
         embeddings of the first chunks (``len(group) x width``), else None.
 
     Raises:
-        ValueError: The pipeline is not SD 1.x/2.x or SDXL; a weight is not a number >= 0; a textual-inversion
-            embedding has more than 75 vectors.
+        ValueError: The pipeline is not SD 1.x/2.x or SDXL; a weight A1111 itself fails on (``(x:1.2.3)``); a
+            textual-inversion embedding has more than 75 vectors.
     """
     import torch
 
@@ -367,10 +449,11 @@ def encode_a1111(
         ]
         encoders = [e for e in encoders if e[0] is not None and e[1] is not None]  # the refiner has the second only
 
+    parsed = _parse([t for _, _, per_group in encoders for group in per_group for t in group], stacklevel + 1)
     chunked = []  # per encoder, per group, per text: the chunks
     for tokenizer, _, per_group in encoders:
-        embeddings = _embedding_groups(tokenizer)
-        chunked.append([[_chunks(tokenizer, t, embeddings) for t in group] for group in per_group])
+        vocab = vocabulary(tokenizer)
+        chunked.append([[_chunks(tokenizer, parsed[t], vocab) for t in group] for group in per_group])
     n_chunks = max(len(c) for per_encoder in chunked for group in per_encoder for c in group)
 
     results = []
