@@ -359,7 +359,8 @@ class NegOptPipeline:
             ValueError: If ``prompt`` and ``negative_prompt`` are lists of different lengths; if ``prompt_embeds`` is
                 given without ``prompt``, ``negative_prompt`` or ``negative_prompt_embeds``, or with
                 ``prompt_weighting``; if the generator returns the wrong number of negatives; if a weight in A1111
-                syntax is not a number >= 0.
+                syntax is one A1111 itself fails on (``(x:1.2.3)``; the ones it reads leniently warn, see
+                :func:`negopt.text.parse_attention`).
             TypeError: If a prompt or negative prompt is not a str or a list of str, or the generator does not return
                 a list of str.
         """
