@@ -163,6 +163,12 @@ class ModelWatch:
             tuners,
         )
 
+    def values(self, model: torch.nn.Module) -> tuple:
+        """:meth:`weights` without where the weights are stored: equal after a move, different after a write to a
+        weight, a replaced parameter or an adapter change."""
+        state = self.weights(model)
+        return state[:4] + state[5:]
+
     def configs(self, model: torch.nn.Module) -> int:
         """A number that changes when ``model.generation_config`` or ``model.config`` changed (by value)."""
         self._list(model)

@@ -20,7 +20,7 @@ from negopt.generator import cache, inputs
 from negopt.generator.cache import LRUCache, check_cache_size
 from negopt.generator.fastpath import prepare as fastpath
 from negopt.generator.fastpath.greedy import GreedyDecoder
-from negopt.generator.saving import GeneratorSavingMixin, saved_config
+from negopt.generator.saving import GeneratorSavingMixin, Unoptimized, keep_unoptimized, saved_config
 from negopt.hub import ADAPTER_CONFIG_NAME
 from negopt.text import clean_negative, strip_echo
 
@@ -107,6 +107,7 @@ class NegOptGenerator(GeneratorSavingMixin):
         self._cache = LRUCache(check_cache_size(cache_size))
         self._fast: dict[str, Any] | None = None  # set by optimize()
         self._decoder: GreedyDecoder | CT2Decoder | None = None  # optimize()'s decode loop
+        self._unoptimized: Unoptimized | None = None  # what optimize() cast or replaced, for save_pretrained
 
     # ------------------------------------------------------------------------------------------------ properties
     @property
@@ -150,6 +151,9 @@ class NegOptGenerator(GeneratorSavingMixin):
             self.model.to(device)
         if dtype is not None:
             self.model.to(dtype)
+            if self._unoptimized is not None and self._unoptimized.weights is not None:
+                # The user chose the dtype: save_pretrained now saves the weights as they are.
+                self._unoptimized = None
         self.clear_cache()
         return self
 
@@ -206,8 +210,10 @@ class NegOptGenerator(GeneratorSavingMixin):
         - ``precision``: ``"auto"`` is ``"bfloat16"`` on a GPU that supports it (``"float16"`` otherwise) and
           ``"float32"`` on a CPU. ``"bfloat16"`` / ``"float16"`` cast the model in place, as :meth:`to` does.
           ``"int8"`` (CPU only) replaces ``self.model`` with a copy whose linear layers are dynamically quantized to
-          int8 (``torch.ao.quantization.quantize_dynamic``); the model you passed in is left as it was. Reduced
-          precision changes outputs: the same prompt can get a somewhat different negative than in float32.
+          int8 (``torch.ao.quantization.quantize_dynamic``), a LoRA adapter merged into the copy first at its
+          current scale; the model you passed in is left as it was. Reduced precision changes outputs: the same
+          prompt can get a somewhat different negative than in float32. Either way :meth:`save_pretrained` still
+          writes the weights as they were before (a cast keeps a CPU copy of them; int8 keeps the original model).
         - Greedy calls whose generation settings the decode loop implements exactly (``max_new_tokens``,
           ``repetition_penalty``, ``no_repeat_ngram_size``, ``min_length``, ``min_new_tokens``, forced BOS/EOS, the
           special tokens: negopt's defaults included) then run negopt's decode loop instead of ``model.generate``:
@@ -261,9 +267,17 @@ class NegOptGenerator(GeneratorSavingMixin):
                 defaults,
             )  # fmt: skip
         else:
+            kept = self._unoptimized
+            if self._fast is None or self._fast["backend"] != "torch" or self._fast["precision"] != "int8":
+                # (An int8 model stays int8: prepare() refuses another precision, and the record already exists.)
+                resolved = fastpath.resolve_precision(precision, self.device)
+                kept = keep_unoptimized(kept, self.model, resolved, self.dtype)
             self.model, self._fast, self._decoder = fastpath.prepare(
                 self.model, self._fast, precision, compile, self.device, self.dtype
             )
+            if kept is not None:
+                kept.current = self.model
+            self._unoptimized = kept
         self.clear_cache()
         if warmup:
             size, self._cache.maxsize = self._cache.maxsize, 0  # every warm-up call must run the model

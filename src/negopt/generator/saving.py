@@ -9,13 +9,17 @@ only ``model``, ``tokenizer`` and ``config`` attributes.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tempfile
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import torch
 
 from negopt import hub
 from negopt.config import CONFIG_NAME, NegOptConfig
+from negopt.generator.cache import ModelWatch
 from negopt.model_card import GeneratorCardInfo, generator_model_card, write_model_card
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,7 +27,62 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from negopt.hub import LoadedLM
 
-__all__ = ["GeneratorSavingMixin", "saved_config"]
+__all__ = ["GeneratorSavingMixin", "Unoptimized", "keep_unoptimized", "saved_config"]
+
+
+@dataclasses.dataclass
+class Unoptimized:
+    """What ``optimize()`` changed, kept so that ``save_pretrained`` writes the weights the generator had before:
+    ``optimize`` is a speed step, and a transformers user expects a save to write what was loaded unless they cast
+    it themselves.
+
+    Attributes:
+        model: The model before the first ``optimize`` that changed weights: the user's model, cast in place by
+            ``"bfloat16"`` / ``"float16"``, or left as it was by ``"int8"`` (which runs a quantized copy).
+        current: The generator's model right after that ``optimize`` (the quantized copy, or ``model``).
+        weights: CPU copies of ``model``'s floating-point tensors before a cast, by state-dict name (None: never
+            cast), tensors that shared storage sharing it again.
+        dtype: ``model``'s floating-point dtype before a cast.
+        values: ``ModelWatch.values`` of ``model`` right after ``optimize``: a later write to its weights (which the
+            kept weights do not have) is seen.
+    """
+
+    model: torch.nn.Module
+    current: torch.nn.Module
+    weights: dict[str, torch.Tensor] | None
+    dtype: torch.dtype | None
+    values: tuple
+    watch: ModelWatch
+
+
+def _cpu_copies(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """CPU copies of the floating-point tensors of ``model.state_dict()``; tied tensors stay one tensor."""
+    copies: dict[Any, torch.Tensor] = {}
+    out = {}
+    for name, t in model.state_dict().items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()))
+            if key not in copies:
+                copies[key] = t.detach().to("cpu", copy=True)
+            out[name] = copies[key]
+    return out
+
+
+def keep_unoptimized(
+    kept: Unoptimized | None, model: torch.nn.Module, precision: str, dtype: torch.dtype
+) -> Unoptimized | None:
+    """The record to keep for an ``optimize(precision)`` of ``model`` (whose dtype is ``dtype``), taken before it
+    runs: the earlier record if ``model`` is what that ``optimize`` made (the record holds the weights as loaded), a
+    new one if this call changes the weights (``"int8"``, or a cast to another dtype), else None. The caller sets
+    its ``current`` once ``optimize`` worked."""
+    if kept is not None and kept.current is model:  # optimize() again on what an earlier one made
+        return kept
+    cast = precision != "int8" and getattr(torch, precision) != dtype
+    if precision != "int8" and not cast:
+        return None
+    watch = ModelWatch()
+    weights = _cpu_copies(model) if cast else None
+    return Unoptimized(model, model, weights, dtype if cast else None, watch.values(model), watch)
 
 
 def saved_config(loaded: LoadedLM, name_or_path: str | os.PathLike) -> NegOptConfig | None:
@@ -58,28 +117,65 @@ class GeneratorSavingMixin:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     config: NegOptConfig
+    _unoptimized: Unoptimized | None
+
+    def _model_to_save(self) -> tuple[torch.nn.Module, Unoptimized | None]:
+        """The model a save writes, and the record of an ``optimize`` whose original weights it writes instead of
+        the model's own (None: the model's own).
+
+        Raises:
+            ValueError: The weights changed after ``optimize`` cast or quantized them: the weights as loaded are not
+                the generator's any more, and the reduced-precision ones are not what the user loaded.
+        """
+        kept = getattr(self, "_unoptimized", None)
+        if kept is None or self.model is not kept.current:  # no optimize, or the user set another model since
+            return self.model, None
+        if kept.watch.values(kept.model) != kept.values:
+            how = (
+                "call gen.to(dtype=...) first to save the weights in that dtype as they are now"
+                if kept.weights is not None
+                else "the generator runs an int8 copy made before the change: save the model yourself "
+                "(model.save_pretrained), or call optimize('int8') again after loading the saved generator"
+            )
+            raise ValueError(
+                "the model's weights changed after optimize() cast or quantized them, so save_pretrained can write "
+                f"neither the weights as loaded nor, silently, reduced-precision ones; {how}."
+            )
+        return kept.model, (kept if kept.weights is not None else None)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> str:
         """Save the model (safetensors; a LoRA adapter saves only the adapter), tokenizer, ``negopt_config.json``
         and a model card (``README.md``, unless the folder already has one that negopt did not write).
 
-        ``NegOptGenerator.from_pretrained(save_directory)`` then gives the same output.
+        ``NegOptGenerator.from_pretrained(save_directory)`` then gives the same output. After :meth:`optimize`, the
+        weights as they were before it are saved, in their dtype: ``optimize`` is a speed step, not a change of the
+        model (``"bfloat16"`` / ``"float16"`` keep a CPU copy of the weights they cast for this; ``"int8"`` keeps
+        the model it quantized a copy of). To save half-precision weights on purpose, cast with :meth:`to` first.
 
         Args:
             save_directory: The folder (created if missing).
 
         Returns:
             The folder's path.
+
+        Raises:
+            ValueError: The weights were changed after ``optimize`` cast or quantized them (the message says what
+                to do).
         """
         from negopt import __version__
 
+        model, kept = self._model_to_save()
         save_directory = os.fspath(save_directory)
         os.makedirs(save_directory, exist_ok=True)
-        self.model.save_pretrained(save_directory)
+        if kept is None:
+            model.save_pretrained(save_directory)
+        else:
+            model.save_pretrained(save_directory, state_dict=kept.weights)
+            _write_dtype(save_directory, kept.dtype)
         self.tokenizer.save_pretrained(save_directory)
         base = self.config.base_model_name_or_path
-        if hasattr(self.model, "peft_config"):
-            base = self.model.peft_config[getattr(self.model, "active_adapter", "default")].base_model_name_or_path
+        if hasattr(model, "peft_config"):
+            base = model.peft_config[getattr(model, "active_adapter", "default")].base_model_name_or_path
         config = dataclasses.replace(self.config, negopt_version=__version__, base_model_name_or_path=base)
         config.save_pretrained(save_directory)
         write_model_card(save_directory, self.model_card(config))
@@ -93,9 +189,10 @@ class GeneratorSavingMixin:
             repo_id: The hub repository, named in the card's title and examples when pushing.
         """
         config = config if config is not None else self.config
-        is_adapter = hasattr(self.model, "peft_config")
+        model = self._model_to_save()[0]
+        is_adapter = hasattr(model, "peft_config")
         info = GeneratorCardInfo(
-            model_class=type(self.model.get_base_model() if is_adapter else self.model).__name__,
+            model_class=type(model.get_base_model() if is_adapter else model).__name__,
             model_type=config.model_type,
             prompt_template=config.prompt_template,
             negopt_version=config.negopt_version,
@@ -115,7 +212,7 @@ class GeneratorSavingMixin:
         folder = self.save_pretrained(folder)
         config = NegOptConfig.from_json_file(os.path.join(folder, CONFIG_NAME))
         base = config.base_model_name_or_path
-        if hasattr(self.model, "peft_config") and hub.hub_model_id(base) is None:
+        if hasattr(self._model_to_save()[0], "peft_config") and hub.hub_model_id(base) is None:
             warnings.warn(
                 f"the adapter's base model {base!r} is a local path, so others cannot load {repo_id!r} from the hub; "
                 "train the adapter on a hub model, or push a merged model (model.merge_and_unload()).",
@@ -159,3 +256,20 @@ class GeneratorSavingMixin:
                 repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=revision
             )
         return str(getattr(info, "commit_url", info))
+
+
+def _write_dtype(folder: str, dtype: torch.dtype) -> None:
+    """Put ``dtype`` in the saved ``config.json``: transformers writes the dtype of the model's parameters there,
+    which after ``optimize``'s cast is not that of the weights saved (an adapter folder has no such file)."""
+    path = os.path.join(folder, "config.json")
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    name = str(dtype).removeprefix("torch.")
+    for key in ("dtype", "torch_dtype"):
+        if key in data:
+            data[key] = name
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")

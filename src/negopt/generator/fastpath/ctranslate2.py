@@ -17,7 +17,6 @@ float32 output is transformers' token for token (tested).
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import tempfile
@@ -27,6 +26,7 @@ import torch
 
 from negopt.generator.cache import ModelWatch
 from negopt.generator.fastpath.greedy import GreedyPlan
+from negopt.generator.fastpath.plain import plain_copy
 
 logger = logging.getLogger(__name__)
 
@@ -72,24 +72,13 @@ class _IdVocabulary:
         return self._size
 
 
-def _plain_model(model: torch.nn.Module) -> torch.nn.Module:
-    """A float32 copy of ``model`` with any peft adapter merged into its weights (the original is left alone)."""
-    if hasattr(model, "peft_config"):
-        copied = copy.deepcopy(model)
-        # Inside ``disable_adapter()`` the model computes without its adapter: drop it rather than merge it.
-        plain = copied.unload() if getattr(model, "_adapters_disabled", False) else copied.merge_and_unload()
-        return plain.float().eval()
-    # Always a copy: CTranslate2's converter holds views of the weights and, quantizing, changes some in place.
-    return copy.deepcopy(model).float().eval()
-
-
 def convert(model: torch.nn.Module, tokenizer: Any, output_dir: str, precision: str = "float32") -> str:
     """Write ``model`` in CTranslate2's format to ``output_dir``, its weights in ``precision`` (``"float32"`` or
     ``"int8"``)."""
     from ctranslate2.converters import Converter
     from ctranslate2.converters.transformers import _MODEL_LOADERS
 
-    plain = _plain_model(model)
+    plain = plain_copy(model)
     loader = _MODEL_LOADERS.get(type(plain.config).__name__)
     if loader is None:
         raise ValueError(

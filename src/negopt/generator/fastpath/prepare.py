@@ -17,6 +17,7 @@ import torch
 
 from negopt.generator import inputs
 from negopt.generator.fastpath.greedy import GreedyDecoder, GreedyPlan, greedy_plan
+from negopt.generator.fastpath.plain import plain_copy
 
 if TYPE_CHECKING:
     from negopt.generator.fastpath.ctranslate2 import CT2Decoder
@@ -395,12 +396,16 @@ def _generate(
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` whose ``nn.Linear`` layers compute in int8 (weights quantized once, activations per
-    call)."""
+    call). A peft adapter is merged into the copy first, at its current scale (or dropped inside
+    ``disable_adapter()``): quantizing its own small linear layers would break peft's layers, which read their
+    weights."""
     from torch.ao.quantization import quantize_dynamic
+
+    plain = plain_copy(model)
 
     with warnings.catch_warnings():
         # torch points users of this eager-mode API at torchao; the API still works and needs no extra package.
         warnings.filterwarnings("ignore", message=r"(?s).*torch\.ao\.quantization", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=r"(?s).*torchao", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=r"(?s).*quantiz", category=UserWarning)
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8).eval()
+        return quantize_dynamic(plain, {torch.nn.Linear}, dtype=torch.qint8, inplace=True).eval()
