@@ -307,7 +307,7 @@ def test_reward_specs():
     assert parse_reward_spec("aesthetic=1.0") == ("aesthetic", 1.0)
     assert parse_reward_spec("clip") == ("clip", 1.0)
     assert parse_reward_specs(["aesthetic=1", "clip=0.5"]) == {"aesthetic": 1.0, "clip": 0.5}
-    valid = "valid names: aesthetic, clip, inception, pickscore"
+    valid = "valid names: aesthetic, clip, hpsv2, imagereward, inception, pickscore"
     with pytest.raises(ValueError, match=f"unknown reward 'beauty'; {valid}"):
         parse_reward_spec("beauty=1")
     with pytest.raises(ValueError, match="not a number"):

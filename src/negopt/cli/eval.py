@@ -39,8 +39,8 @@ class EvalRunArgs:
         num_prompts: Evaluate the first N prompts.
         device: Device for the pipeline, generators and metrics, e.g. ``cuda``.
         dtype: The pipeline's dtype.
-        metric: A metric to report (repeatable): ``aesthetic``, ``clip``, ``inception``, ``pickscore``; default the
-            first three.
+        metric: A metric to report (repeatable): ``aesthetic``, ``clip``, ``inception``, ``pickscore``, ``hpsv2``,
+            ``imagereward``; default the first three.
         clip_model: CLIP folder or hub id for the CLIP score.
         aesthetic_clip_model: CLIP folder or hub id for the aesthetic predictor.
         aesthetic_head: The aesthetic predictor's MLP head: safetensors file, folder or hub id.
@@ -48,6 +48,10 @@ class EvalRunArgs:
             Inception v3).
         pickscore_model: PickScore model folder or hub id.
         pickscore_processor: PickScore processor folder or hub id.
+        hpsv2_model: HPSv2.1 checkpoint: a ``.pt`` file, a folder holding it (and its tokenizer), or a hub id
+            (default ``xswu/HPSv2``).
+        imagereward_model: ImageReward checkpoint: a ``.pt`` file, a folder holding it (and its tokenizer), or a hub
+            id (default ``THUDM/ImageReward``).
         local_files_only: Load every model from folders or the hub cache only.
     """
 
@@ -69,6 +73,8 @@ class EvalRunArgs:
     inception_model: str | None = None
     pickscore_model: str | None = None
     pickscore_processor: str | None = None
+    hpsv2_model: str | None = None
+    imagereward_model: str | None = None
     local_files_only: bool = False
 
 
@@ -190,6 +196,8 @@ def run_eval(args: argparse.Namespace) -> Callable[[], int]:
             inception_model=run.inception_model,
             pickscore_model=run.pickscore_model,
             pickscore_processor=run.pickscore_processor,
+            hpsv2_model=run.hpsv2_model,
+            imagereward_model=run.imagereward_model,
             device=run.device,
             local_files_only=run.local_files_only,
         )

@@ -37,11 +37,13 @@ class RLRunArgs:
         generator: Generator folder or hub id to train (an SFT output, say); required.
         pipeline: Diffusers pipeline folder or hub id; required, and it must have a ``negative_prompt`` argument.
         reward: A reward term and its weight as ``NAME=WEIGHT`` (``aesthetic``, ``clip``, ``inception``,
-            ``pickscore``), e.g. ``aesthetic=1.0``; repeat for a weighted sum. In ``--config``, a list or a mapping.
+            ``pickscore``, ``hpsv2``, ``imagereward``), e.g. ``aesthetic=1.0``; repeat for a weighted sum. In
+            ``--config``, a list or a mapping.
         reward_fn: Your own reward callable as ``MODULE:NAME`` (a class is instantiated with no arguments), instead
             of ``reward``.
         reward_models: The models of the ``reward`` terms (repeatable): ``NAME=PATH`` gives a term its model (the
-            aesthetic MLP head; the CLIP of clip and pickscore; inception's image classifier), ``NAME.ARG=VALUE`` any
+            aesthetic MLP head; the CLIP of clip and pickscore; inception's image classifier; the checkpoint file or
+            folder of hpsv2 and imagereward), ``NAME.ARG=VALUE`` any
             constructor argument, e.g. ``aesthetic.clip_model=./clip-vit-large`` for the aesthetic predictor's CLIP,
             so that every model comes from a folder (offline). In ``--config``, a mapping
             ``{aesthetic: {clip_model: ..., head: ...}}`` also works.

@@ -1,4 +1,5 @@
-"""Evaluation metrics: NegOpt's table (aesthetics, CLIP score, Inception Score, PickScore) by name.
+"""Evaluation metrics by name: NegOpt's table (aesthetics, CLIP score, Inception Score) and the human-preference
+models papers report beside it (PickScore, HPSv2.1, ImageReward).
 
 Per-image metrics are reward callables (:mod:`negopt.rewards`); the Inception Score is a statistic of a condition's
 whole image set, so it is its own class, :class:`InceptionScoreMetric`, with its own interval
@@ -16,7 +17,7 @@ import torch
 
 __all__ = ["InceptionScoreMetric", "default_metrics", "METRIC_NAMES"]
 
-METRIC_NAMES = ("aesthetic", "clip", "inception", "pickscore")
+METRIC_NAMES = ("aesthetic", "clip", "inception", "pickscore", "hpsv2", "imagereward")
 
 
 class InceptionScoreMetric:
@@ -114,6 +115,8 @@ def default_metrics(
     inception_model: str | os.PathLike | torch.nn.Module | None = None,
     pickscore_model: str | os.PathLike | None = None,
     pickscore_processor: str | os.PathLike | None = None,
+    hpsv2_model: str | os.PathLike | None = None,
+    imagereward_model: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
     token: str | bool | None = None,
@@ -123,7 +126,8 @@ def default_metrics(
 
     Args:
         names: Which metrics: ``aesthetic`` (reported as ``aesthetic``), ``clip`` (``clip_score``), ``inception``
-            (``inception_score``, the set's Inception Score), ``pickscore`` (``pickscore``).
+            (``inception_score``, the set's Inception Score), ``pickscore`` (``pickscore``), ``hpsv2`` (``hpsv2``,
+            HPSv2.1's cosine; its benchmark reports it times 100), ``imagereward`` (``imagereward``).
         clip_model: CLIP for the CLIP score (default ``openai/clip-vit-large-patch14``).
         aesthetic_clip_model: CLIP for the aesthetic predictor (default the same ViT-L/14; loaded once when it is
             the same as ``clip_model``).
@@ -131,6 +135,10 @@ def default_metrics(
         inception_model: The Inception Score's classifier (default torch-fidelity's Inception v3).
         pickscore_model: PickScore's model.
         pickscore_processor: PickScore's processor.
+        hpsv2_model: HPSv2.1's checkpoint: a file, a folder holding it (and optionally its tokenizer), or a hub id
+            (default ``xswu/HPSv2``).
+        imagereward_model: ImageReward's checkpoint: a file, a folder holding it (and optionally its tokenizer), or
+            a hub id (default ``THUDM/ImageReward``).
         device: Where the metric models run.
         cache_dir: Hub cache folder.
         token: Hub token.
@@ -173,6 +181,14 @@ def default_metrics(
         elif name == "pickscore":
             kwargs = {k: v for k, v in (("model", pickscore_model), ("processor", pickscore_processor)) if v}
             metrics["pickscore"] = PickScoreReward(device=device, **kwargs, **hub)
+        elif name == "hpsv2":
+            from negopt.rewards.hpsv2 import HPSv2Reward
+
+            metrics["hpsv2"] = HPSv2Reward(hpsv2_model, device=device, **hub)
+        elif name == "imagereward":
+            from negopt.rewards.imagereward import ImageRewardReward
+
+            metrics["imagereward"] = ImageRewardReward(imagereward_model, device=device, **hub)
         elif name == "inception":
             metrics["inception_score"] = InceptionScoreMetric(inception_model, device=device, **hub)
     if shared is not None and device is not None:

@@ -17,9 +17,24 @@ import torch
 
 from negopt.hub import HubOptions
 
-__all__ = ["to_uint8_arrays", "to_uint8_tensor", "check_call", "HubOptions", "resolve_device", "warn_if_training"]
+__all__ = [
+    "to_uint8_arrays",
+    "to_uint8_tensor",
+    "check_call",
+    "check_pixel_tensor",
+    "normalize_openai_clip",
+    "OPENAI_CLIP_MEAN",
+    "OPENAI_CLIP_STD",
+    "HubOptions",
+    "resolve_device",
+    "warn_if_training",
+]
 
 ImageInput = Any  # a list of PIL images, a numpy array, a torch tensor, or a list of arrays/tensors
+
+# OpenAI CLIP's pixel mean and std, which CLIP-family reward models (HPSv2, ImageReward) normalise with.
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # Float images a hair outside [0, 1] come from rounding in VAE decoders; anything further out is a wrong range.
 _RANGE_SLACK = 1e-3
@@ -143,6 +158,37 @@ def check_call(images: ImageInput, prompts: Sequence[str] | str | None, negative
                 f"got {len(arrays)} images but {len(negative_prompts)} negative_prompts; pass one per image."
             )
     return arrays, prompts
+
+
+def check_pixel_tensor(images: torch.Tensor, prompts: Sequence[str] | str) -> tuple[torch.Tensor, list[str]]:
+    """Check the arguments of a reward's differentiable path; returns ``(images, prompts)`` with prompts a list.
+
+    Raises:
+        TypeError: ``images`` is not a float tensor, or a prompt is not a string.
+        ValueError: ``images`` is not ``(N, 3, H, W)``, or there is not one prompt per image.
+    """
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+        got = f"a tensor of dtype {images.dtype}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise TypeError(
+            f"images must be a float tensor (N, 3, H, W) with values in [0, 1] (diffusers' output_type='pt'), got "
+            f"{got}."
+        )
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images has shape {tuple(images.shape)}; expected (N, 3, H, W).")
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if len(prompts) != len(images):
+        raise ValueError(f"got {len(images)} images but {len(prompts)} prompts; pass one prompt per image.")
+    bad = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
+    if bad:
+        raise TypeError(f"prompts[{bad[0]}] is a {type(prompts[bad[0]]).__name__}; prompts must be strings.")
+    return images, prompts
+
+
+def normalize_openai_clip(pixels: torch.Tensor) -> torch.Tensor:
+    """``(pixels - mean) / std`` per channel with OpenAI CLIP's statistics, for ``(N, 3, H, W)`` values in [0, 1]."""
+    mean = torch.tensor(OPENAI_CLIP_MEAN, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(OPENAI_CLIP_STD, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+    return (pixels - mean) / std
 
 
 def warn_if_training(module: torch.nn.Module, argument: str) -> None:

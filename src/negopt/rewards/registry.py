@@ -6,6 +6,8 @@
 | ``clip`` | :class:`~negopt.rewards.CLIPScoreReward` | ``model`` (a CLIP folder or hub id) |
 | ``inception`` | :class:`~negopt.rewards.InceptionReward` | ``classifier`` (an image classifier's folder or hub id) |
 | ``pickscore`` | :class:`~negopt.rewards.PickScoreReward` | ``model`` (a CLIP folder or hub id) |
+| ``hpsv2`` | :class:`~negopt.rewards.HPSv2Reward` | ``model`` (the checkpoint's file, folder or hub id) |
+| ``imagereward`` | :class:`~negopt.rewards.ImageRewardReward` | ``model`` (the checkpoint's file, folder or hub id) |
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ REWARDS: dict[str, tuple[str, str, str]] = {
     "clip": ("negopt.rewards.clip", "CLIPScoreReward", "model"),
     "inception": ("negopt.rewards.inception", "InceptionReward", "classifier"),
     "pickscore": ("negopt.rewards.clip", "PickScoreReward", "model"),
+    "hpsv2": ("negopt.rewards.hpsv2", "HPSv2Reward", "model"),
+    "imagereward": ("negopt.rewards.imagereward", "ImageRewardReward", "model"),
 }
 
 
@@ -47,7 +51,7 @@ def load_reward(
     """Build one reward by name.
 
     Args:
-        name: One of ``aesthetic``, ``clip``, ``inception``, ``pickscore``.
+        name: One of ``aesthetic``, ``clip``, ``inception``, ``pickscore``, ``hpsv2``, ``imagereward``.
         model: The reward's model (a folder or hub id, passed to the argument in the module table), or a mapping
             of constructor keyword arguments (e.g. ``{"clip_model": ..., "head": ...}`` for ``aesthetic``).
             None: the reward's defaults.
