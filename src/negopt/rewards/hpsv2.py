@@ -2,8 +2,9 @@
 
 The score of an image and its prompt is the cosine similarity of their normalised CLIP features (about 0.2 to 0.3
 for real images; HPSv2's benchmark reports it times 100). The authors publish the weights as one OpenCLIP
-checkpoint, ``HPS_v2.1_compressed.pt`` in the hub repository ``xswu/HPSv2`` (a ``{"state_dict": ...}`` file, about
-1.9 GB, no licence stated in the repository or the ``hpsv2`` package); its text side is OpenCLIP's ViT-H-14
+checkpoint, ``HPS_v2.1_compressed.pt`` in the hub repository ``xswu/HPSv2`` (a ``{"state_dict": ...}`` file, 986M
+parameters; the ``hpsv2`` code is Apache-2.0, but no licence is stated for the checkpoint itself, so check its terms
+before you use it); its text side is OpenCLIP's ViT-H-14
 (``laion2b_s32b_b79k``), whose tokenizer is CLIP's BPE (the hub repository
 ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K`` holds it).
 

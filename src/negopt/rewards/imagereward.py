@@ -5,8 +5,9 @@ the image; the ``[CLS]`` state goes through a 768-1024-128-64-16-1 linear head (
 predictor's architecture, :class:`~negopt.rewards.AestheticMLP`), and the reward is standardised,
 ``(r - 0.16717362830052426) / 1.0333394966054072``, so it reads as about -2 to 2 around 0.
 
-The authors publish one checkpoint, ``ImageReward.pt`` in the hub repository ``THUDM/ImageReward`` (about 1.8 GB,
-with ``med_config.json``; no licence stated in the repository or the ``image-reward`` package). negopt does not depend
+The authors publish one checkpoint, ``ImageReward.pt`` in the hub repository ``THUDM/ImageReward`` (447M parameters,
+with ``med_config.json``; the ``image-reward`` code is Apache-2.0, but no licence is stated for the checkpoint itself,
+so check its terms before you use it). negopt does not depend
 on that package: the checkpoint is read with ``torch.load(weights_only=True)`` and re-keyed onto transformers'
 ``BlipVisionModel`` + ``BlipTextModel(add_pooling_layer=False)`` + the head (:func:`convert_imagereward_state_dict`):
 
