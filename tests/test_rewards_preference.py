@@ -139,6 +139,9 @@ def test_hpsv2_scores_as_open_clip_computes_them(hps, hps_dir):
 def test_hpsv2_checkpoint_forms_and_errors(hps, hps_dir, tmp_path):
     from transformers import CLIPConfig
 
+    # The file itself: its config.json and tokenizer are read from beside it.
+    by_file = HPSv2Reward(os.path.join(hps_dir, "HPS_v2.1_compressed.pt"))
+    assert by_file(images=images(), prompts=PROMPTS) == pytest.approx(hps(images=images(), prompts=PROMPTS), abs=1e-6)
     sd = _hps_state(hps_dir)
     bare = tmp_path / "bare.pt"
     torch.save(sd, bare)  # no {"state_dict": ...} wrapper, no module. prefix
@@ -300,7 +303,9 @@ def test_imagereward_scores_as_blip_computes_them(ir, ir_dir):
     assert one_by_one == pytest.approx(scores, abs=1e-6)
 
 
-def test_imagereward_checkpoint_errors(ir, ir_dir, tmp_path):
+def test_imagereward_checkpoint_forms_and_errors(ir, ir_dir, tmp_path):
+    by_file = ImageRewardReward(os.path.join(ir_dir, "ImageReward.pt"))  # config and tokenizer from beside it
+    assert by_file(images=images(), prompts=PROMPTS) == pytest.approx(ir(images=images(), prompts=PROMPTS), abs=1e-6)
     sd = torch.load(os.path.join(ir_dir, "ImageReward.pt"), weights_only=True)
     config = os.path.join(ir_dir, "config.json")
     del sd["blip.text_encoder.encoder.layer.1.crossattention.self.key.weight"]

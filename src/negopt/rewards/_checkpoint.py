@@ -22,6 +22,7 @@ __all__ = [
     "resolve_checkpoint_file",
     "read_state_dict",
     "load_config",
+    "local_folder",
     "load_converted",
 ]
 
@@ -65,6 +66,17 @@ def resolve_checkpoint_file(source: str, weights_name: str, hub: HubOptions, *, 
         raise FileNotFoundError(f"{argument}={source!r}: the hub repository has no file {weights_name!r}.") from e
     except RepositoryNotFoundError as e:
         raise OSError(f"{argument}={source!r}: no such hub repository (a private one needs token=...).") from e
+
+
+def local_folder(source: str | os.PathLike) -> str | None:
+    """The local folder a checkpoint comes from: ``source`` itself, the folder of a file, or None for a hub id.
+
+    Its ``config.json`` and tokenizer files, when present, go with the checkpoint.
+    """
+    source = os.path.expanduser(os.fspath(source))
+    if os.path.isdir(source):
+        return source
+    return os.path.dirname(os.path.abspath(source)) if os.path.isfile(source) else None
 
 
 def read_state_dict(path: str, *, argument: str) -> dict[str, torch.Tensor]:

@@ -32,6 +32,7 @@ from negopt.hub import load_pretrained
 from negopt.rewards._checkpoint import (
     load_config,
     load_converted,
+    local_folder,
     read_state_dict,
     resolve_checkpoint_file,
 )
@@ -173,8 +174,8 @@ def load_hpsv2_model(
     Args:
         source: The checkpoint file (``.pt`` or ``.safetensors`` in OpenCLIP's layout), a folder holding it (or a
             ``CLIPModel`` saved with ``save_pretrained``), or a hub repository id.
-        config: The ``CLIPConfig`` to build (an object, a dict or a JSON path). None: the folder's ``config.json``
-            if it has one, else :func:`vit_h_14_config`.
+        config: The ``CLIPConfig`` to build (an object, a dict or a JSON path). None: the ``config.json`` beside the
+            checkpoint if there is one, else :func:`vit_h_14_config`.
         weights_name: The checkpoint's name inside a folder or repository.
         revision: Hub revision.
         cache_dir: Hub cache folder.
@@ -199,8 +200,7 @@ def load_hpsv2_model(
             ).requires_grad_(False)
     path = resolve_checkpoint_file(name, weights_name, hub, argument="model", what="HPSv2 checkpoint")
     state, unknown, unused = convert_open_clip_state_dict(read_state_dict(path, argument="model"))
-    beside = folder or (os.path.dirname(path) if os.path.isfile(name) else None)
-    model = CLIPModel(load_config(config, beside, CLIPConfig, vit_h_14_config, argument="config"))
+    model = CLIPModel(load_config(config, local_folder(name), CLIPConfig, vit_h_14_config, argument="config"))
     return load_converted(model, state, source=path, what="HPSv2", unknown=unknown, unused=unused)
 
 
@@ -232,7 +232,7 @@ class HPSv2Reward:
     Args:
         model: A ``CLIPModel`` already converted, or where the checkpoint is: a ``.pt`` file, a folder holding it
             (with an optional ``config.json`` and tokenizer files beside it), or a hub id (None: ``xswu/HPSv2``).
-        tokenizer: A CLIP tokenizer, or its folder or hub id. None: the model's folder when it holds tokenizer
+        tokenizer: A CLIP tokenizer, or its folder or hub id. None: the checkpoint's folder when it holds tokenizer
             files, else ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K`` (CLIP's BPE, as OpenCLIP's ViT-H-14 uses).
         config: The ``CLIPConfig`` of a checkpoint that is not ViT-H-14 (see :func:`load_hpsv2_model`).
         weights_name: The checkpoint's file name in a folder or repository (default ``HPS_v2.1_compressed.pt``).
@@ -281,12 +281,12 @@ class HPSv2Reward:
             self.model = load_hpsv2_model(
                 model, config=config, weights_name=weights_name, use_safetensors=use_safetensors, **hub
             )
-            folder = os.path.expanduser(os.fspath(model))
-            has_tokenizer = any(
-                os.path.isfile(os.path.join(folder, f))
-                for f in ("tokenizer.json", "vocab.json", "tokenizer_config.json")
-            )
-            if tokenizer is None and os.path.isdir(folder) and has_tokenizer:
+            folder = local_folder(model)
+            if (
+                tokenizer is None
+                and folder
+                and any(os.path.isfile(os.path.join(folder, f)) for f in ("tokenizer.json", "vocab.json"))
+            ):
                 tokenizer = folder
         if tokenizer is None:
             tokenizer, hub = DEFAULT_HPSV2_TOKENIZER, HubOptions(None, cache_dir, token, local_files_only)

@@ -45,6 +45,7 @@ from negopt.hub import load_pretrained
 from negopt.rewards._checkpoint import (
     load_config,
     load_converted,
+    local_folder,
     read_state_dict,
     resolve_checkpoint_file,
 )
@@ -241,8 +242,7 @@ def load_imagereward_model(
     hub = HubOptions(revision, cache_dir, token, local_files_only)
     path = resolve_checkpoint_file(name, weights_name, hub, argument="model", what="ImageReward checkpoint")
     state, unknown, unused = convert_imagereward_state_dict(read_state_dict(path, argument="model"))
-    beside = name if os.path.isdir(name) else (os.path.dirname(path) if os.path.isfile(name) else None)
-    model = ImageRewardModel(load_config(config, beside, BlipConfig, blip_large_config, argument="config"))
+    model = ImageRewardModel(load_config(config, local_folder(name), BlipConfig, blip_large_config, argument="config"))
     return load_converted(model, state, source=path, what="ImageReward", unknown=unknown, unused=unused)
 
 
@@ -283,8 +283,8 @@ class ImageRewardReward:
     Args:
         model: An :class:`ImageRewardModel`, or where the checkpoint is: a ``.pt`` file, a folder holding it (with
             an optional ``config.json`` and tokenizer files beside it), or a hub id (None: ``THUDM/ImageReward``).
-        tokenizer: A BERT tokenizer, or its folder or hub id. None: the model's folder when it holds tokenizer files,
-            else ``google-bert/bert-base-uncased``. ``[DEC]`` and ``[ENC]`` are added when missing (to a copy).
+        tokenizer: A BERT tokenizer, or its folder or hub id. None: the checkpoint's folder when it holds tokenizer
+            files, else ``google-bert/bert-base-uncased``. ``[DEC]`` and ``[ENC]`` are added when missing (to a copy).
         config: The ``BlipConfig`` of a checkpoint of another size (see :func:`load_imagereward_model`).
         weights_name: The checkpoint's file name in a folder or repository (default ``ImageReward.pt``).
         revision: Hub revision of ``model`` (and of the tokenizer when it is loaded from the same place).
@@ -331,9 +331,12 @@ class ImageRewardReward:
             self.model = model
         else:
             self.model = load_imagereward_model(model, config=config, weights_name=weights_name, **hub)
-            folder = os.path.expanduser(os.fspath(model))
-            has_tokenizer = any(os.path.isfile(os.path.join(folder, f)) for f in ("tokenizer.json", "vocab.txt"))
-            if tokenizer is None and os.path.isdir(folder) and has_tokenizer:
+            folder = local_folder(model)
+            if (
+                tokenizer is None
+                and folder
+                and any(os.path.isfile(os.path.join(folder, f)) for f in ("tokenizer.json", "vocab.txt"))
+            ):
                 tokenizer = folder
         if tokenizer is None:
             tokenizer, hub = DEFAULT_IMAGEREWARD_TOKENIZER, HubOptions(None, cache_dir, token, local_files_only)
