@@ -166,3 +166,57 @@ def test_cli_generate_int8_on_an_adapter_folder(capsys, lora_dir):
     )
     out = capsys.readouterr().out.splitlines()
     assert out == NegOptGenerator.from_pretrained(lora_dir).optimize("int8")(["a cat", "a dog"], max_new_tokens=8)
+
+
+# ------------------------------------------------------------------------------- adapters as they run, saved
+def _second_adapter(gen):
+    from peft import LoraConfig
+
+    torch.manual_seed(1)
+    gen.model.add_adapter(
+        "two", LoraConfig(task_type="SEQ_2_SEQ_LM", target_modules=["q", "v"], init_lora_weights=False)
+    )
+    gen.model.eval()
+
+
+def test_the_active_adapter_is_the_one_saved(tmp_path, lora_dir):
+    gen = NegOptGenerator.from_pretrained(lora_dir)
+    first = gen(PROMPTS, **SHORT)
+    _second_adapter(gen)
+    gen.model.set_adapter("two")
+    gen.model.eval()
+    second = gen(PROMPTS, **SHORT)
+    assert second != first
+    gen.save_pretrained(tmp_path)
+    assert not os.path.exists(tmp_path / "two")  # peft's subfolder for a non-default adapter, which nothing loads
+    assert NegOptGenerator.from_pretrained(tmp_path)(PROMPTS, **SHORT) == second
+    card = (tmp_path / "README.md").read_text()
+    assert "library_name: negopt" in card  # negopt's card, not peft's empty template
+
+
+@pytest.mark.parametrize("how", ["set_scale", "rescale_adapter_scale"])
+def test_the_adapter_is_saved_at_the_scale_it_runs_at(tmp_path, lora_dir, how):
+    from peft.helpers import rescale_adapter_scale
+    from peft.tuners.lora import LoraLayer
+
+    gen = NegOptGenerator.from_pretrained(lora_dir)
+    full = gen(PROMPTS, **SHORT)
+    if how == "set_scale":
+        for m in gen.model.modules():
+            if isinstance(m, LoraLayer):
+                m.set_scale("default", 0.25)
+        scaled = gen(PROMPTS, **SHORT)
+        gen.save_pretrained(tmp_path)
+    else:
+        with rescale_adapter_scale(gen.model, 0.25):
+            scaled = gen(PROMPTS, **SHORT)
+            gen.save_pretrained(tmp_path)
+    assert scaled != full
+    assert NegOptGenerator.from_pretrained(tmp_path)(PROMPTS, **SHORT) == scaled
+
+
+def test_saving_inside_disable_adapter_warns(tmp_path, lora_dir):
+    gen = NegOptGenerator.from_pretrained(lora_dir)
+    with gen.model.disable_adapter(), pytest.warns(UserWarning, match=r"inside disable_adapter\(\).*runs with it"):
+        gen.save_pretrained(tmp_path)
+    assert_same_weights(tmp_path, lora_dir)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tempfile
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -147,7 +148,11 @@ class GeneratorSavingMixin:
         """Save the model (safetensors; a LoRA adapter saves only the adapter), tokenizer, ``negopt_config.json``
         and a model card (``README.md``, unless the folder already has one that negopt did not write).
 
-        ``NegOptGenerator.from_pretrained(save_directory)`` then gives the same output. After :meth:`optimize`, the
+        ``NegOptGenerator.from_pretrained(save_directory)`` then gives the same output. An adapter is saved as the
+        folder's adapter whatever its name (the active one, if there are several), at the scale it runs at now
+        (after ``set_scale`` or inside ``rescale_adapter_scale``, ``alpha_pattern`` in ``adapter_config.json``
+        records it); inside ``disable_adapter()`` the adapter is saved all the same, with a warning. After
+        :meth:`optimize`, the
         weights as they were before it are saved, in their dtype: ``optimize`` is a speed step, not a change of the
         model (``"bfloat16"`` / ``"float16"`` keep a CPU copy of the weights they cast for this; ``"int8"`` keeps
         the model it quantized a copy of). To save half-precision weights on purpose, cast with :meth:`to` first.
@@ -167,11 +172,13 @@ class GeneratorSavingMixin:
         model, kept = self._model_to_save()
         save_directory = os.fspath(save_directory)
         os.makedirs(save_directory, exist_ok=True)
-        if kept is None:
-            model.save_pretrained(save_directory)
+        state_dict = None if kept is None else kept.weights
+        if hasattr(model, "peft_config"):
+            _save_adapter(model, save_directory, state_dict)
         else:
-            model.save_pretrained(save_directory, state_dict=kept.weights)
-            _write_dtype(save_directory, kept.dtype)
+            model.save_pretrained(save_directory, **({} if state_dict is None else {"state_dict": state_dict}))
+            if kept is not None:
+                _write_dtype(save_directory, kept.dtype)
         self.tokenizer.save_pretrained(save_directory)
         base = self.config.base_model_name_or_path
         if hasattr(model, "peft_config"):
@@ -271,5 +278,59 @@ def _write_dtype(folder: str, dtype: torch.dtype) -> None:
         if key in data:
             data[key] = name
     with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def _save_adapter(model: Any, folder: str, state_dict: dict[str, torch.Tensor] | None) -> None:
+    """Save ``model``'s active adapter as the adapter of ``folder``, at the scale it runs at.
+
+    peft saves an adapter not named ``"default"`` in a subfolder named after it, where ``from_pretrained`` would not
+    find it, and writes its own template model card: the adapter's files are taken from a temporary folder instead.
+    """
+    import shutil
+
+    active = getattr(model, "active_adapter", "default")
+    if getattr(model, "_adapters_disabled", False):
+        warnings.warn(
+            "save_pretrained inside disable_adapter(): the adapter is saved all the same, and the saved generator "
+            "runs with it; save outside the context, or save the base model (model.get_base_model()) if that is "
+            "what you want.",
+            UserWarning,
+            stacklevel=4,  # the user's save_pretrained call
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(
+            tmp, selected_adapters=[active], **({} if state_dict is None else {"state_dict": state_dict})
+        )
+        source = tmp if active == "default" else os.path.join(tmp, active)
+        for name in os.listdir(source):
+            if name.startswith("adapter_") and os.path.isfile(os.path.join(source, name)):
+                shutil.move(os.path.join(source, name), os.path.join(folder, name))
+    _record_scale(model, active, os.path.join(folder, hub.ADAPTER_CONFIG_NAME))
+
+
+def _record_scale(model: Any, adapter: str, config_path: str) -> None:
+    """Write into the saved ``adapter_config.json`` an ``alpha_pattern`` for each LoRA layer whose scale is not the
+    one its config gives (``lora_alpha / r``, or ``/ sqrt(r)`` with rsLoRA): ``set_scale``, ``rescale_adapter_scale``
+    or an edited ``scaling``, which peft's own save does not record."""
+    import math
+
+    changed = {}
+    for name, module in model.get_base_model().named_modules():
+        scaling, alpha, rank = (getattr(module, a, None) for a in ("scaling", "lora_alpha", "r"))
+        if not all(isinstance(d, dict) and adapter in d for d in (scaling, alpha, rank)):
+            continue
+        rslora = getattr(module, "use_rslora", {})
+        rslora = rslora.get(adapter, False) if isinstance(rslora, dict) else bool(rslora)
+        divisor = math.sqrt(rank[adapter]) if rslora else rank[adapter]
+        if not math.isclose(scaling[adapter], alpha[adapter] / divisor, rel_tol=1e-12, abs_tol=0.0):
+            changed[re.escape(name)] = scaling[adapter] * divisor
+    if not changed or not os.path.isfile(config_path):
+        return
+    with open(config_path, encoding="utf-8") as f:
+        data = json.load(f)
+    data["alpha_pattern"] = {**(data.get("alpha_pattern") or {}), **changed}
+    with open(config_path, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")
