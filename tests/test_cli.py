@@ -262,7 +262,7 @@ def test_errors_raised_by_the_work_show_their_traceback(tmp_path, capsys):
     # Setup accepts it; transformers refuses it while generating. That error is the work's: main() lets it through
     # (the interpreter prints its traceback, exit 1) instead of a one-line exit 2 that hides where it came from.
     with pytest.raises(Exception) as e:  # noqa: PT011 - whatever transformers raises; SystemExit would not match
-        main(["generate", "--model", folder, "--generation-kwargs", "num_beams=0", "a cat"])
+        main(["generate", "--model", folder, "--generation-kwargs", "do_sample=true,temperature=0", "a cat"])
     assert not isinstance(e.value, UsageError) and "site-packages" in str(e.traceback[-1].path)
 
 
@@ -450,3 +450,226 @@ def test_rl_sigterm_exits_143_resumes_and_refuses_an_unresumed_rerun(tmp_path, c
     assert e.value.code == 2 and "already holds checkpoints" in err and "Traceback" not in err
     assert main([*argv, "--resume"]) == 0
     assert "trained 2 steps" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- issue 22: settings mappings typed
+def test_settings_mappings_are_typed_like_fields(tmp_path):
+    """Entries of generation_kwargs / pipeline_kwargs / training_args from YAML (where PyYAML leaves 1e-4 a string)
+    and from key=value flags get the types a field gets: the known type where transformers or diffusers documents
+    one, else the look of the text; prompt text stays text."""
+    import yaml
+
+    assert yaml.safe_load("x: 1e-4")["x"] == "1e-4"  # the reason: PyYAML (YAML 1.1) reads it as a string
+    cfg = tmp_path / "rl.yaml"
+    cfg.write_text(
+        'generation_kwargs: {temperature: 1e-1}\npipeline_kwargs: {guidance_scale: "7.5", eta: 1e-2, '
+        'num_inference_steps: "4", prompt_2: "42", my_flag: "yes"}\n',
+        encoding="utf-8",
+    )
+    args = build_parser().parse_args(
+        ["train", "rl", "--config", str(cfg), "--pipeline-kwargs", "guidance_rescale=7e-1,prompt_3=1girl,height=64"]
+    )
+    _, settings = collect_settings(args, rl_specs(), args.config)
+    assert settings["generation_kwargs"] == {"temperature": 0.1}
+    pipeline = settings["pipeline_kwargs"]
+    assert pipeline == {
+        "guidance_scale": 7.5, "eta": 0.01, "num_inference_steps": 4, "prompt_2": "42", "my_flag": True,
+        "guidance_rescale": 0.7, "prompt_3": "1girl", "height": 64,
+    }  # fmt: skip
+    assert type(pipeline["num_inference_steps"]) is int and type(pipeline["guidance_scale"]) is float
+
+    from negopt.train import RLConfig
+
+    assert RLConfig.from_dict({"output_dir": "o", "generation_kwargs": {"temperature": "5e-1"}}).generation_kwargs == {
+        "max_new_tokens": 64, "temperature": 0.5,
+    }  # fmt: skip
+
+    settings = _sft_settings(
+        tmp_path,
+        "training_args: {adam_epsilon: 1e-8, lr_scheduler_kwargs: {min_lr: 1e-6}, save_only_model: 'true'}\n",
+        "--training-args", "adam_beta2=9.99e-1,run_name=123",
+    )  # fmt: skip
+    assert settings["training_args"] == {
+        "adam_epsilon": 1e-8, "lr_scheduler_kwargs": {"min_lr": 1e-6}, "save_only_model": True, "adam_beta2": 0.999,
+        "run_name": "123",  # a str field of TrainingArguments: the text stays text
+    }  # fmt: skip
+    with pytest.raises(
+        UsageError, match=r"training_args\['adam_epsilon'\] in --config .*: 'tiny' is not a valid float"
+    ):
+        _sft_settings(tmp_path, "training_args: {adam_epsilon: tiny}\n")
+
+
+def test_natural_values_keep_text_as_text():
+    from negopt.values import natural_value
+
+    cases = {"1e-4": 1e-4, "7.5": 7.5, "-3": -3, "1_000": 1000, ".5": 0.5, "true": True, "No": False, "null": None,
+             "1girl": "1girl", "1e": "1e", "a cat": "a cat", "1.2.3": "1.2.3", "": ""}  # fmt: skip
+    for text, expected in cases.items():
+        got = natural_value(text)
+        assert got == expected and type(got) is type(expected), (text, got)
+    assert natural_value({"a": ["2", "x"]}) == {"a": [2, "x"]}
+
+
+def test_generation_kwargs_in_a_saved_config_are_typed_or_named(tmp_path, capsys):
+    from negopt.config import CONFIG_NAME, NegOptConfig
+    from tiny import save_tiny_t5
+
+    config = NegOptConfig.from_dict({"generation_kwargs": {"max_new_tokens": "8", "do_sample": "no"}})
+    assert config.generation_kwargs["max_new_tokens"] == 8 and config.generation_kwargs["do_sample"] is False
+    folder = save_tiny_t5(tmp_path / "gen")
+    path = os.path.join(folder, CONFIG_NAME)
+    capsys.readouterr()
+    for content, named in [
+        ({"max_input_tokens": "many"}, "max_input_tokens in {path}: 'many' is not a valid int or None"),
+        (
+            {"generation_kwargs": {"num_beams": "x"}},
+            "generation_kwargs['num_beams'] in {path}: 'x' is not a valid int",
+        ),
+        ({"prompt_template": 5}, "prompt_template in {path}: 5 is not a valid str or None"),
+    ]:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(content, f)
+        with pytest.raises(ValueError) as e:  # Python: the file, the key, the value and the type expected
+            NegOptConfig.from_json_file(path)
+        assert named.format(path=path) in str(e.value)
+        with pytest.raises(SystemExit) as e:  # the command line: the same, in one line
+            main(["generate", "--model", folder, "a cat"])
+        err = capsys.readouterr().err  # after transformers' "Loading weights" bar: the config is read after them
+        last = err.splitlines()[-1]
+        assert e.value.code == 2 and named.format(path=path) in last and "Traceback" not in err, err
+
+
+# ----------------------------------------------------------------------------------- issue 22: one-line errors
+@pytest.fixture(scope="module")
+def gen_dir(tmp_path_factory):
+    from tiny import save_tiny_t5
+
+    return save_tiny_t5(tmp_path_factory.mktemp("gen"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--max-new-tokens", "0"], "max_new_tokens must be an int >= 1, got 0"),
+        (["--generation-kwargs", "num_beams=0"], "num_beams must be an int >= 1, got 0"),
+        (["--seed", str(2**32)], "--seed must be an int from 0 to 4294967295"),
+        (["--seed", "-1"], "--seed must be an int from 0 to 4294967295"),
+        (["--num-candidates", "3", "--generation-kwargs", "do_sample=false"],
+         "would give 3 identical candidates; pass do_sample=True to sample them, or num_beams>=3"),
+        (["--num-candidates", "3", "--generation-kwargs", "num_beams=2"], "pass num_beams>=3"),
+    ],
+)  # fmt: skip
+def test_generate_refuses_settings_that_fail_or_repeat_in_one_line(gen_dir, capsys, argv, named):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--model", gen_dir, *argv, "a cat"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and named in err and err.count("\n") == 1, err
+
+
+def test_generate_candidates_follow_the_users_decoding_choice(gen_dir, capsys):
+    assert main(["generate", "--model", gen_dir, "--num-candidates", "2", "--generation-kwargs", "num_beams=2",
+                 "--max-new-tokens", "4", "a cat"]) == 0  # fmt: skip
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    with pytest.raises(SystemExit) as e:  # the built-in generator takes a seed too, in the same range
+        main(["generate", "--seed", str(2**40), "a cat"])
+    assert e.value.code == 2 and "--seed" in capsys.readouterr().err
+
+
+def test_the_same_checks_in_python(gen_dir, tmp_path):
+    from negopt.eval import EvalConfig
+    from negopt.generator import NegOptGenerator
+    from negopt.train import RLConfig, SFTConfig
+
+    gen = NegOptGenerator.from_pretrained(gen_dir)
+    for kwargs, named in [
+        ({"num_beams": 0}, "num_beams must be an int >= 1"),
+        ({"max_new_tokens": 0}, "max_new_tokens must be an int >= 1"),
+        ({"seed": 2**32}, "seed must be an int from 0"),
+        ({"num_candidates": 2, "do_sample": False}, "2 identical candidates"),
+        ({"num_candidates": 4, "num_beams": 3}, "num_beams>=4"),
+    ]:
+        with pytest.raises(ValueError, match=named):
+            gen("a cat", **kwargs)
+    assert len(gen("a cat", num_candidates=2, num_beams=2, max_new_tokens=4)) == 2
+    with pytest.raises(ValueError, match="pipeline_kwargs\\['num_inference_steps'\\] must be an int >= 1, got 0"):
+        RLConfig(output_dir=str(tmp_path), pipeline_kwargs={"num_inference_steps": 0})
+    for build_config in (
+        lambda: RLConfig(output_dir=str(tmp_path), seed=2**32),
+        lambda: EvalConfig(output_dir=str(tmp_path), seed=2**40),
+        lambda: SFTConfig(seed=-1),
+        lambda: SFTConfig(data_seed=2**32),
+    ):
+        with pytest.raises(ValueError, match="seed must be an int from 0 to 4294967295"):
+            build_config()
+
+
+def test_rl_and_eval_mistakes_are_found_before_loading(tmp_path, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a cat\n", encoding="utf-8")
+    missing = str(tmp_path / "no-such-pipeline")  # nothing may be loaded before these are found
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x", encoding="utf-8")
+    rl = ["train", "rl", "--generator", missing, "--pipeline", missing, "--prompts", str(prompts), "--reward-fn",
+          "test_cli:sigterm_on_first_call"]  # fmt: skip
+    ev = ["eval", "--pipeline", missing, "--prompts", str(prompts)]
+    for argv, named in [
+        ([*rl, "--output-dir", str(tmp_path / "o"), "--num-inference-steps", "0"], "num_inference_steps"),
+        ([*rl, "--output-dir", str(tmp_path / "o"), "--seed", str(2**32)], "seed must be an int from 0"),
+        ([*ev, "--output-dir", str(tmp_path / "o"), "--generator", "bad name=gen-dir"], "'bad name' must start"),
+        ([*ev, "--output-dir", str(tmp_path / "o"), "--generator", "none=gen-dir"], "taken by a built-in"),
+        ([*ev, "--output-dir", str(a_file)], "exists and is a file, not a folder"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and named in err and err.count("\n") == 1 and "no-such-pipeline" not in err, err
+
+
+def test_evaluate_refuses_a_file_as_output_dir_before_rendering(tmp_path):
+    from negopt.eval import evaluate
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x", encoding="utf-8")
+    with pytest.raises(NotADirectoryError, match="exists and is a file"):
+        evaluate(None, ["a cat"], generators={}, output_dir=str(a_file))  # no pipeline needed to find it
+
+
+def test_usage_errors_carry_the_command_prefix_once(tmp_path, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a cat\n", encoding="utf-8")
+    for argv in (
+        ["train", "sft", "--max-steps", "0", "--output-dir", str(tmp_path / "o")],
+        ["train", "sft", "--dataset", str(tmp_path / "none.jsonl"), "--model", "x", "--output-dir", str(tmp_path)],
+        ["train", "rl", "--generator", "g", "--pipeline", "p", "--prompts", str(prompts), "--reward-fn",
+         "test_cli:sigterm_on_first_call", "--output-dir", str(tmp_path / "o"), "--batch-size", "0"],
+        ["eval", "--pipeline", "p", "--prompts", str(prompts), "--output-dir", str(tmp_path), "--batch-size", "0"],
+    ):  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        command = " ".join(argv[: 2 if argv[0] == "train" else 1])
+        assert e.value.code == 2 and err.startswith(f"negopt {command}: error: ") and err.count("negopt ") == 1, err
+
+
+def test_pickle_only_weights_give_a_command_line_fix_that_works(gen_dir, tmp_path, capsys):
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "bin-only"
+    folder.mkdir()
+    for name in os.listdir(gen_dir):
+        if name.endswith(".json"):
+            (folder / name).write_bytes(open(os.path.join(gen_dir, name), "rb").read())
+    torch.save(load_file(os.path.join(gen_dir, "model.safetensors")), folder / "pytorch_model.bin")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--model", str(folder), "a cat"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "pytorch_model.bin" in err and err.count("\n") == 1
+    code = err.split('python -c "', 1)[1].split('"', 1)[0]  # the command the message gives, run as given
+    subprocess.run([sys.executable, "-c", code], check=True, env=_env())
+    assert main(["generate", "--model", str(folder), "a cat"]) == 0
+    converted = capsys.readouterr().out
+    assert main(["generate", "--model", gen_dir, "a cat"]) == 0
+    assert converted == capsys.readouterr().out  # the same model as before the round trip through a pickle

@@ -254,3 +254,31 @@ def test_importing_negopt_data_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------- issue 22: where a JSONL file is wrong
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        # blank lines count, as in an editor: the broken record is on line 4
+        ('{"prompt": "a", "negative_prompt": "b"}\n\n\n{"prompt": "c", "negative_prompt": "d"\n',
+         "line 4, column 39: Expecting ',' delimiter"),
+        ('{"prompt": "a", "negative_prompt": "b"}\n["c", "d"]\n', "line 2 is a JSON array, not an object"),
+        ('{"prompt": "a", "negative_prompt": "b", "likes": 3}\n{"prompt": "c", "negative_prompt": "d", "likes": "x"}',
+         "at line 2, 'likes' is a string (\"x\") where line 1 has a number"),
+        ('[{"prompt": "a", "negative_prompt": "b"}, 7]', "record 2 of the array is a JSON number"),
+    ],
+)  # fmt: skip
+def test_jsonl_errors_name_the_line(tmp_path, text, named):
+    path = tmp_path / ("pairs.json" if text.startswith("[") else "pairs.jsonl")
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError) as e:
+        load_negative_prompts(str(path))
+    assert named in str(e.value) and str(path) in str(e.value)
+
+
+def test_jsonl_with_a_byte_order_mark_reads(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"prompt": "a cat", "negative_prompt": "blurry"}\n')
+    dd = load_negative_prompts(str(path), validation_size=0, test_size=0)
+    assert dd["train"]["prompt"] == ["a cat"]

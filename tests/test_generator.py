@@ -379,7 +379,7 @@ def test_pickle_only_weights_refused_unless_opted_in(tmp_path, t5_dir, t5_gen):
     state = load_file(os.path.join(folder, "model.safetensors"))
     os.remove(os.path.join(folder, "model.safetensors"))
     torch.save(state, os.path.join(folder, "pytorch_model.bin"))
-    with pytest.raises(ValueError, match="pass use_safetensors=False") as e:
+    with pytest.raises(ValueError, match="use_safetensors=False also loads it") as e:
         NegOptGenerator.from_pretrained(folder)
     assert "pytorch_model.bin" in str(e.value)
     g = NegOptGenerator.from_pretrained(folder, use_safetensors=False)

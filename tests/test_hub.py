@@ -216,3 +216,26 @@ def test_generator_save_writes_the_card_and_loads_back(tmp_path, t5_dir):
     card = ModelCard.load(tmp_path / "saved" / "README.md")
     assert card.data.library_name == "negopt" and "T5ForConditionalGeneration (seq2seq)" in card.text
     assert NegOptGenerator.from_pretrained(tmp_path / "saved")("a cat", **SHORT) == gen("a cat", **SHORT)
+
+
+# ----------------------------------------------------------------------------------- issue 22: damaged weights files
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_safetensors_file_is_named_by_from_pretrained(tmp_path, t5_dir, damage):
+    folder = _copy(t5_dir, tmp_path / "gen")
+    path = os.path.join(folder, "model.safetensors")
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:  # a download or save cut short, or a file that is not safetensors at all
+        f.write(b"\x01\x00garbage" if damage == "garbage" else data[: len(data) // 2])
+    with pytest.raises(OSError, match="damaged or incomplete") as e:
+        NegOptGenerator.from_pretrained(folder)
+    assert repr(path) in str(e.value) and "download the model again" in str(e.value)
+
+
+def test_pickle_weights_message_gives_a_conversion_command(tmp_path):
+    (tmp_path / "pytorch_model.bin").write_bytes(b"x")
+    with pytest.raises(ValueError) as e:
+        hub.check_safetensors(str(tmp_path))
+    message = str(e.value)
+    assert 'python -c "' in message and repr(str(tmp_path / "model.safetensors")) in message
+    assert "use_safetensors=False" in message  # the Python way is still named

@@ -717,3 +717,32 @@ def test_torchrun_two_processes(base, data_file, tmp_path):
     assert losses and all(0 < x < 10 for x in losses)
     model = PeftModel.from_pretrained(AutoModelForSeq2SeqLM.from_pretrained(base), out)
     assert any("lora_B" in n and p.abs().sum() > 0 for n, p in model.named_parameters())
+
+
+def test_resume_skips_a_checkpoint_with_damaged_weights_and_names_the_file(base, data_file, tmp_path, capsys):
+    SFTTrainer(_quick(base, tmp_path, dataset=data_file, max_steps=4)).train()
+    ckpt4 = tmp_path / "checkpoints" / "checkpoint-4"
+    weights = ckpt4 / "adapter_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])  # a copy cut short: trainer_state.json is there, the weights are not
+    # Named, before anything loads (the model does not exist), when that checkpoint is asked for by path.
+    missing = str(tmp_path / "no-model")
+    with pytest.raises(ValueError, match="damaged weights file") as e:
+        SFTTrainer(_quick(missing, tmp_path, dataset=data_file, resume_from_checkpoint=str(ckpt4)))
+    assert str(weights) in str(e.value) and "resume=True" in str(e.value)
+    from negopt.cli import main
+
+    capsys.readouterr()  # the first run's progress bars
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "sft", "--model", missing, "--dataset", data_file, "--output-dir", str(tmp_path),
+              "--resume-from-checkpoint", str(ckpt4)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and str(weights) in err and err.count("\n") == 1, err
+    # --resume: a warning that names the file, and training goes on from the checkpoint before it.
+    counter = _CountSteps()
+    trainer = SFTTrainer(_quick(base, tmp_path, dataset=data_file, max_steps=4, resume=True), callbacks=[counter])
+    with pytest.warns(UserWarning, match=r"checkpoint-4 has a damaged weights file, .*adapter_model.safetensors"):
+        result = trainer.train()
+    assert result.global_step == 4 and counter.steps == [3, 4]
+    assert (tmp_path / "checkpoints" / "damaged-checkpoint-4").is_dir()
+    assert result.last_checkpoint == str(ckpt4) and is_complete_checkpoint(ckpt4)  # saved afresh, readable

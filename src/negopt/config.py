@@ -108,13 +108,20 @@ class NegOptConfig:
         return path
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NegOptConfig:
+    def from_dict(cls, data: dict[str, Any], *, where: str = CONFIG_NAME) -> NegOptConfig:
         """Build a config; keys this negopt version does not know are ignored with a warning.
 
-        Values are converted to their field's type (``"128"`` for ``max_input_tokens`` becomes 128) or rejected.
+        Values are converted to their field's type (``"128"`` for ``max_input_tokens`` becomes 128), and the
+        entries of ``generation_kwargs`` to the types transformers' ``GenerationConfig`` documents (``"8"`` for
+        ``max_new_tokens`` becomes 8), or rejected.
+
+        Args:
+            data: The config's keys and values.
+            where: Where ``data`` came from, named in errors (the file's path, say).
 
         Raises:
-            ValueError: A value that cannot be read as its field's type; the error names the key and the value.
+            ValueError: A value that cannot be read as its field's type; the error names ``where``, the key (or the
+                ``generation_kwargs`` entry), the value and the type expected.
         """
         from negopt.values import coerce_fields
 
@@ -127,11 +134,16 @@ class NegOptConfig:
                 UserWarning,
                 stacklevel=3,
             )
-        return cls(**coerce_fields(cls, {k: v for k, v in data.items() if k in known}, where=CONFIG_NAME))
+        return cls(**coerce_fields(cls, {k: v for k, v in data.items() if k in known}, where=where))
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> NegOptConfig:
-        """Read a ``negopt_config.json``."""
+        """Read a ``negopt_config.json``.
+
+        Raises:
+            ValueError: The file is not a JSON object, or a value has the wrong type (the message names the file,
+                the key, the value and the type expected).
+        """
         with open(path, encoding="utf-8") as f:
             try:
                 data = json.load(f)
@@ -139,4 +151,4 @@ class NegOptConfig:
                 raise ValueError(f"{path} is not valid JSON ({e}); delete it or fix it.") from e
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}.")
-        return cls.from_dict(data)
+        return cls.from_dict(data, where=os.fspath(path))

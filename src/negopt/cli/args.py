@@ -289,7 +289,7 @@ def collect_settings(
 
 def _typed(spec: CommandConfig, key: str, value: Any, where: str, shown: str | None = None) -> Any:
     try:
-        return coerce_value(shown or key, value, spec.types()[key], where=where)
+        return coerce_value(shown or key, value, spec.types()[key], where=where, field=key)
     except ValueError as e:
         raise UsageError(str(e).rstrip(".")) from None
 
@@ -301,12 +301,13 @@ def _coerce_flag(flag: str, value: Any, typ: type) -> Any:
         raise UsageError(str(e).rstrip(".")) from None
 
 
-def build(cls: type, settings: Mapping[str, Any], what: str) -> Any:
-    """``cls(**settings)``, its validation errors turned into usage errors (found before any work starts)."""
+def build(cls: type, settings: Mapping[str, Any]) -> Any:
+    """``cls(**settings)``, its validation errors turned into usage errors (found before any work starts; the
+    command's name is the prefix of every usage error, so it is not repeated here)."""
     try:
         return cls(**settings)
     except (ValueError, TypeError) as e:
-        raise UsageError(f"{what}: {e}") from e
+        raise UsageError(str(e)) from e
 
 
 # ------------------------------------------------------------------------------- setup: before any work starts
@@ -340,26 +341,20 @@ def _corrupt_safetensors(name: str) -> list[str]:
     """The ``.safetensors`` files under a local folder (or the file itself) that safetensors cannot open."""
     if not os.path.exists(name):
         return []
-    from safetensors import safe_open
+    from negopt.hub import safetensors_error
 
     files = [name] if os.path.isfile(name) else []
     for root, _, names in os.walk(name) if os.path.isdir(name) else []:
         files += [os.path.join(root, n) for n in names if n.endswith(".safetensors")]
-    bad = []
-    for path in sorted(files):
-        try:
-            with safe_open(path, framework="pt"):
-                pass
-        except Exception:  # safetensors' own error type: the file is corrupt or truncated
-            bad.append(path)
-    return bad
+    return [path for path in sorted(files) if safetensors_error(path)]
 
 
 def _corrupt_hint(error: BaseException, names: Iterable[str]) -> str:
-    """For a safetensors error, the corrupt weights files under the local folders ``names`` ("" if none)."""
+    """For a safetensors error, the corrupt weights files under the local folders ``names`` that the error does not
+    name already ("" if none)."""
     if "safetensor" not in type(error).__name__.lower() and "header" not in str(error).lower():
         return ""
-    bad = [path for name in names for path in _corrupt_safetensors(os.fspath(name))]
+    bad = [path for name in names for path in _corrupt_safetensors(os.fspath(name)) if path not in str(error)]
     return f"; corrupt or incomplete weights file(s): {', '.join(bad)} (download or save it again)" if bad else ""
 
 
@@ -380,9 +375,10 @@ def loading(flag: str, name: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def setup_step(what: str, models: Iterable[str] = ()) -> Iterator[None]:
+def setup_step(what: str | None = None, models: Iterable[str] = ()) -> Iterator[None]:
     """A config or trainer being built from the user's settings (loading ``models``): its ValueError, TypeError,
-    OSError or safetensors error is a usage error, with any corrupt weights file under ``models`` named."""
+    OSError or safetensors error is a usage error, with any corrupt weights file under ``models`` named. ``what``
+    prefixes the message (None for the command itself, whose name already starts every usage error)."""
     try:
         yield
     except UsageError:
@@ -390,7 +386,8 @@ def setup_step(what: str, models: Iterable[str] = ()) -> Iterator[None]:
     except Exception as e:
         if not isinstance(e, (ValueError, TypeError, OSError)) and not _is_safetensors_error(e):
             raise
-        raise UsageError(f"{what}: {e}{_corrupt_hint(e, [m for m in models if isinstance(m, str)])}") from e
+        hint = _corrupt_hint(e, [m for m in models if isinstance(m, str)])
+        raise UsageError(f"{what}: {e}{hint}" if what else f"{e}{hint}") from e
 
 
 def common_flags(parser: argparse.ArgumentParser, specs: list[CommandConfig], taken: set[str] | None = None) -> None:

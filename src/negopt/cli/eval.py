@@ -113,11 +113,19 @@ def add_eval(sub: Any, full: bool = True) -> None:
 
 
 def _parse_generators(specs: list[str], builtin: bool) -> dict[str, str]:
+    from negopt.eval.config import check_name
+
     generators: dict[str, str] = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
             raise UsageError(f"--generator takes NAME=PATH_OR_ID, got {spec!r}")
+        try:
+            check_name(name, "--generator")
+        except ValueError as e:
+            raise UsageError(f"{str(e).rstrip('.')}: e.g. --generator sft={path}") from None
+        if name in ("none", "dataset"):
+            raise UsageError(f"--generator name {name!r} is taken by a built-in condition; choose another name")
         if name in generators or (name == "builtin" and builtin):
             raise UsageError(f"--generator name {name!r} is used twice")
         generators[name] = path
@@ -131,13 +139,17 @@ def run_eval(args: argparse.Namespace) -> Callable[[], int]:
     from negopt.eval.metrics import METRIC_NAMES
 
     run_settings, eval_settings = collect_settings(args, eval_specs(), args.config)
-    run = build(EvalRunArgs, run_settings, "negopt eval")
+    run = build(EvalRunArgs, run_settings)
     missing = [f"--{k.replace('_', '-')}" for k in ("pipeline", "prompts") if not getattr(run, k)]
     if "output_dir" not in eval_settings:
         missing.append("--output-dir")
     if missing:
         raise UsageError(f"missing {', '.join(missing)} (on the command line or in --config)")
-    config = build(EvalConfig, eval_settings, "negopt eval")
+    config = build(EvalConfig, eval_settings)
+    from negopt.eval.config import check_output_dir
+
+    with setup_step():  # before anything loads, as the trainers check theirs
+        check_output_dir(config.output_dir)
     metric_names = tuple(dict.fromkeys(run.metric or ("aesthetic", "clip", "inception")))
     unknown = [m for m in metric_names if m not in METRIC_NAMES]
     if unknown:

@@ -59,6 +59,14 @@ class GenerateArgs:
     precision: Literal["auto", "float32", "bfloat16", "float16", "int8"] | None = None
     backend: Literal["torch", "ctranslate2"] | None = None
 
+    def __post_init__(self) -> None:
+        from negopt.values import check_seed
+
+        for name in ("num_candidates", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{flag_name(name)} must be at least 1, got {getattr(self, name)}")
+        check_seed("--seed", self.seed, optional=True)
+
 
 def generate_specs() -> list[CommandConfig]:
     from negopt.config import NegOptConfig
@@ -114,19 +122,23 @@ def _read_lines(args: argparse.Namespace, run: GenerateArgs) -> list[str]:
 
 def _run_generate(args: argparse.Namespace) -> Callable[[], int]:
     run_settings, config_settings = collect_settings(args, generate_specs(), args.config)
-    run = build(GenerateArgs, run_settings, "negopt generate")
-    if run.num_candidates < 1:
-        raise UsageError(f"--num-candidates must be at least 1, got {run.num_candidates}")
-    if run.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {run.batch_size}")
+    run = build(GenerateArgs, run_settings)
     prompts = _read_lines(args, run)
     check_device(run.device)
     kwargs: dict = {"num_candidates": run.num_candidates}
     if run.seed is not None:
         kwargs["seed"] = run.seed
     if run.model:
+        from negopt.config import NegOptConfig
         from negopt.generator.core import NegOptGenerator
+        from negopt.generator.inputs import generation_kwargs
 
+        # Generation settings given here count as passed to the call: do_sample=False or num_beams with
+        # --num-candidates is then the user's choice, checked as such (not overridden by sampling).
+        given_generation = dict(config_settings.get("generation_kwargs") or {})
+        what = "generation settings (--generation-kwargs, --max-new-tokens, the model's negopt_config.json)"
+        with setup_step(what):  # the settings given, before loading; with the model's own, after it
+            generation_kwargs(NegOptConfig(), run.num_candidates, given_generation, pad_token_id=0)
         with loading("--model", run.model):
             gen = NegOptGenerator.from_pretrained(
                 run.model, revision=run.revision, device=run.device, local_files_only=run.local_files_only
@@ -137,6 +149,9 @@ def _run_generate(args: argparse.Namespace) -> Callable[[], int]:
                 given["generation_kwargs"] = {**gen.config.generation_kwargs, **given["generation_kwargs"]}
             with setup_step("generator config"):
                 gen.config = dataclasses.replace(gen.config, **given)
+        with setup_step(what):  # the settings the call will use, checked now rather than as part of the work
+            generation_kwargs(gen.config, run.num_candidates, given_generation, pad_token_id=0)
+        kwargs.update(given_generation)
         if run.precision is not None or run.backend is not None:
             try:
                 with setup_step("--precision/--backend"):

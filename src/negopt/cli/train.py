@@ -117,8 +117,8 @@ def _run_sft(args: argparse.Namespace) -> Callable[[], int]:
     _resume_settings(args, SFTConfig, settings)
     if isinstance(settings.get("warmup_steps"), float) and settings["warmup_steps"] >= 1:
         settings["warmup_steps"] = int(settings["warmup_steps"])
-    config = build(SFTConfig, settings, "negopt train sft")
-    with setup_step("negopt train sft", [config.model]):
+    config = build(SFTConfig, settings)
+    with setup_step(None, [config.model]):
         trainer = SFTTrainer(config)
 
     def work() -> int:
@@ -257,7 +257,7 @@ def _run_rl(args: argparse.Namespace) -> Callable[[], int]:
     from negopt.train import RLConfig, RLTrainer
 
     run_settings, settings = collect_settings(args, rl_specs(), args.config)
-    run = build(RLRunArgs, run_settings, "negopt train rl")
+    run = build(RLRunArgs, run_settings)
     _resume_settings(args, RLConfig, settings)
     missing = [k for k in ("generator", "pipeline", "prompts") if not getattr(run, k)]
     if not run.reward and not run.reward_fn:
@@ -270,7 +270,7 @@ def _run_rl(args: argparse.Namespace) -> Callable[[], int]:
         raise UsageError("pass --reward NAME=WEIGHT or --reward-fn MODULE:NAME, not both")
     if run.reward_fn and (run.reward_models or run.normalize_rewards):
         raise UsageError("--reward-model and --normalize-rewards go with --reward, not --reward-fn")
-    config = build(RLConfig, settings, "negopt train rl")
+    config = build(RLConfig, settings)
     listed = not isinstance(run.prompts, str) or run.prompts.lower().endswith(".txt")
     split = run.prompt_split or (None if listed else "train")
     with setup_step(f"--prompts {run.prompts!r}"):
@@ -284,7 +284,7 @@ def _run_rl(args: argparse.Namespace) -> Callable[[], int]:
         weights = [f"{k}={v}" for k, v in run.reward.items()] if isinstance(run.reward, dict) else run.reward
         with loading("--reward", ", ".join(weights)):
             reward = build_reward(weights, models=models, normalize=run.normalize_rewards)
-    with setup_step("negopt train rl", [run.generator, run.pipeline]):
+    with setup_step(None, [run.generator, run.pipeline]):
         trainer = RLTrainer(config, generator=run.generator, pipeline=run.pipeline, reward=reward, prompts=prompts)
 
     def work() -> int:

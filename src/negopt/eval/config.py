@@ -4,12 +4,45 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from negopt.values import coerce_fields
+from negopt.values import check_seed, coerce_fields
 
-__all__ = ["EvalConfig"]
+__all__ = ["EvalConfig", "check_name", "check_output_dir"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def check_name(name: Any, what: str) -> str:
+    """A condition or metric name that can name a folder and a report column; returns it.
+
+    Raises:
+        ValueError: ``name`` does not start with a letter or digit, or holds other characters than ``._+-``.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"{what} name {name!r} must start with a letter or digit and hold only letters, digits and ._+- "
+            "(it names a folder and a column)."
+        )
+    return name
+
+
+def check_output_dir(output_dir: str | os.PathLike) -> None:
+    """Refuse an ``output_dir`` (or its ``images`` entry) that exists and is not a folder, before anything is
+    loaded or rendered.
+
+    Raises:
+        NotADirectoryError: With the fix.
+    """
+    output_dir = os.fspath(output_dir)
+    for path in (output_dir, os.path.join(output_dir, "images")):
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise NotADirectoryError(
+                f"output_dir={output_dir!r}: {path!r} exists and is a file, not a folder; choose another output_dir "
+                "(or move the file)."
+            )
 
 
 @dataclass
@@ -56,15 +89,15 @@ class EvalConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}.")
+        check_seed("seed", self.seed)
         for name in ("include_none", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}.")
         if not isinstance(self.pipeline_kwargs, dict):
             raise TypeError(f"pipeline_kwargs must be a dict, got {type(self.pipeline_kwargs).__name__}.")
-        for key in ("num_inference_steps", "height", "width"):
-            value = self.pipeline_kwargs.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"pipeline_kwargs[{key!r}] must be an int >= 1, got {value!r}.")
+        from negopt.eval.rendering import check_pipeline_counts  # here: the module imports torch
+
+        check_pipeline_counts(self.pipeline_kwargs)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalConfig:

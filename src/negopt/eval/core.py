@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -13,7 +12,7 @@ import numpy as np
 import torch
 
 from negopt import __version__
-from negopt.eval.config import EvalConfig
+from negopt.eval.config import EvalConfig, check_name, check_output_dir
 from negopt.eval.figures import import_matplotlib, make_grid, plot_metrics
 from negopt.eval.intervals import bootstrap_indices, mean_interval, set_statistic_interval
 from negopt.eval.metrics import InceptionScoreMetric, default_metrics
@@ -23,17 +22,6 @@ from negopt.eval.report import relative_to, write_report
 __all__ = ["evaluate"]
 
 logger = logging.getLogger(__name__)
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-
-
-def _check_name(name: Any, what: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(
-            f"{what} name {name!r} must start with a letter or digit and hold only letters, digits and ._+- "
-            "(it names a folder and a column)."
-        )
-    return name
 
 
 def _prompt_rows(prompts: Any) -> list[tuple[str, str | None]]:
@@ -72,7 +60,7 @@ def _conditions(rows, generators, include_none: bool, pipeline) -> dict[str, Any
     if any(negative for _, negative in rows):
         conditions["dataset"] = "dataset"
     for name, generator in (generators or {}).items():
-        _check_name(name, "generator")
+        check_name(name, "generator")
         if name in ("none", "dataset"):
             raise ValueError(f"generator name {name!r} is taken by a built-in condition; rename the generator.")
         if not callable(generator):
@@ -144,6 +132,7 @@ def evaluate(
     if unknown:
         raise TypeError(f"evaluate() got unknown setting(s) {unknown}; valid: {', '.join(sorted(known))}.")
     cfg = dataclasses.replace(config, **settings) if config is not None else EvalConfig(**settings)
+    check_output_dir(cfg.output_dir)
     import_matplotlib()
     rows = _prompt_rows(prompts)
     kwargs = check_pipeline_kwargs(cfg.pipeline_kwargs, stacklevel=3)
@@ -152,7 +141,7 @@ def evaluate(
         metrics = default_metrics(device=getattr(pipeline, "device", None))
     metrics = dict(metrics)
     for name, metric in metrics.items():
-        _check_name(name, "metric")
+        check_name(name, "metric")
         if not (isinstance(metric, InceptionScoreMetric) or callable(metric)):
             raise TypeError(f"metric {name!r} is a {type(metric).__name__}: expected a reward callable.")
 

@@ -18,7 +18,14 @@ import torch
 
 from negopt.pipeline.token_budget import quiet_sequence_length_warning
 
-__all__ = ["RESERVED_KWARGS", "render", "check_pipeline_kwargs", "warn_if_guidance_off", "ImageCache"]
+__all__ = [
+    "RESERVED_KWARGS",
+    "render",
+    "check_pipeline_kwargs",
+    "check_pipeline_counts",
+    "warn_if_guidance_off",
+    "ImageCache",
+]
 
 # Arguments render() sets itself on every pipeline call.
 RESERVED_KWARGS = ("prompt", "negative_prompt", "generator", "output_type", "return_dict", "num_images_per_prompt")
@@ -36,11 +43,24 @@ def warn_if_guidance_off(pipeline_kwargs: Mapping[str, Any], *, stacklevel: int 
         )
 
 
-def check_pipeline_kwargs(pipeline_kwargs: Mapping[str, Any] | None, *, stacklevel: int = 2) -> dict[str, Any]:
-    """A copy of ``pipeline_kwargs``, refused if it sets what :func:`render` sets; warns if guidance is off.
+def check_pipeline_counts(pipeline_kwargs: Mapping[str, Any]) -> None:
+    """Refuse a step count or image size that is not a positive int (a pipeline would fail on it mid-run).
 
     Raises:
-        ValueError: ``pipeline_kwargs`` sets one of :data:`RESERVED_KWARGS`.
+        ValueError: ``num_inference_steps``, ``height``, ``width`` or ``num_frames`` is not an int >= 1.
+    """
+    for key in ("num_inference_steps", "height", "width", "num_frames"):
+        value = pipeline_kwargs.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"pipeline_kwargs[{key!r}] must be an int >= 1, got {value!r}.")
+
+
+def check_pipeline_kwargs(pipeline_kwargs: Mapping[str, Any] | None, *, stacklevel: int = 2) -> dict[str, Any]:
+    """A copy of ``pipeline_kwargs``, refused if it sets what :func:`render` sets or a count below 1
+    (:func:`check_pipeline_counts`); warns if guidance is off.
+
+    Raises:
+        ValueError: ``pipeline_kwargs`` sets one of :data:`RESERVED_KWARGS`, or a step count or size below 1.
     """
     kwargs = dict(pipeline_kwargs or {})
     reserved = [k for k in RESERVED_KWARGS if k in kwargs]
@@ -49,6 +69,7 @@ def check_pipeline_kwargs(pipeline_kwargs: Mapping[str, Any] | None, *, stacklev
             f"pipeline_kwargs sets {reserved}, which negopt sets itself (one image per prompt, seeded per prompt, "
             "the negatives being compared); remove them."
         )
+    check_pipeline_counts(kwargs)
     warn_if_guidance_off(kwargs, stacklevel=stacklevel + 1)
     return kwargs
 

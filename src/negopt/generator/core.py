@@ -415,7 +415,9 @@ class NegOptGenerator(GeneratorSavingMixin):
         Raises:
             TypeError: ``prompt`` is not a str or a list of str (the message gives the bad index), or
                 ``num_candidates``, ``batch_size`` or ``seed`` is not an int.
-            ValueError: ``num_candidates`` or ``batch_size`` is below 1.
+            ValueError: ``num_candidates`` or ``batch_size`` is below 1; ``seed`` is outside 0 to 2**32 - 1; a count
+                among the generation settings is out of range (``max_new_tokens=0``, ``num_beams=0``); or the
+                settings cannot give ``num_candidates`` different candidates (greedy decoding, or fewer beams).
 
         Example:
             >>> gen("a portrait photo of an old fisherman")  # doctest: +SKIP

@@ -12,12 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from negopt.values import check_seed
+
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
 
     from negopt.config import NegOptConfig
 
-__all__ = ["check_inputs", "generation_kwargs", "encode", "pad"]
+__all__ = ["check_inputs", "check_generation_kwargs", "generation_kwargs", "encode", "pad"]
+
+# generate() arguments that count something: at least 1, or at least 0.
+_AT_LEAST_ONE = ("max_new_tokens", "max_length", "num_beams", "num_beam_groups", "num_return_sequences")
+_AT_LEAST_ZERO = ("min_new_tokens", "min_length", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size")
 
 
 def check_inputs(prompt: Any, num_candidates: Any, seed: Any, batch_size: Any) -> tuple[list[str], bool]:
@@ -29,6 +35,7 @@ def check_inputs(prompt: Any, num_candidates: Any, seed: Any, batch_size: Any) -
             raise ValueError(f"{name} must be at least 1, got {value}.")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"seed must be an int or None, got {type(seed).__name__}: {seed!r}.")
+    check_seed("seed", seed, optional=True)
     if isinstance(prompt, str):
         return [prompt], True
     if prompt is None or not isinstance(prompt, (list, tuple)):
@@ -53,7 +60,36 @@ def generation_kwargs(
             kwargs["num_beams"] = 1
         kwargs["num_return_sequences"] = num_candidates
     kwargs.setdefault("pad_token_id", pad_token_id)
+    check_generation_kwargs(kwargs, num_candidates)
     return kwargs
+
+
+def check_generation_kwargs(kwargs: dict[str, Any], num_candidates: int = 1) -> None:
+    """Refuse generation settings that ``generate`` would fail on deep inside (``num_beams=0`` divides by zero) or
+    that would give ``num_candidates`` copies of one answer (greedy decoding).
+
+    Raises:
+        ValueError: The message names the setting, its value and the fix.
+    """
+    for names, low in ((_AT_LEAST_ONE, 1), (_AT_LEAST_ZERO, 0)):
+        for name in names:
+            value = kwargs.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
+    if num_candidates < 2:
+        return
+    beams = kwargs.get("num_beams") or 1
+    if beams == 1 and not kwargs.get("do_sample"):
+        raise ValueError(
+            f"num_candidates={num_candidates} with greedy decoding (do_sample=False, num_beams=1) would give "
+            f"{num_candidates} identical candidates; pass do_sample=True to sample them, or "
+            f"num_beams>={num_candidates} for the {num_candidates} best beams."
+        )
+    if 1 < beams < num_candidates:
+        raise ValueError(
+            f"num_candidates={num_candidates} with num_beams={beams}: beam search returns at most num_beams "
+            f"candidates; pass num_beams>={num_candidates}, or do_sample=True with num_beams=1."
+        )
 
 
 def encode(

@@ -35,6 +35,7 @@ from negopt.hub.paths import (
     is_hub_id,
     is_offline,
     resolve_folder,
+    safetensors_error,
 )
 
 __all__ = [*paths.__all__, *loading.__all__]

@@ -13,6 +13,7 @@ __all__ = [
     "is_offline",
     "resolve_folder",
     "check_safetensors",
+    "safetensors_error",
 ]
 
 ADAPTER_CONFIG_NAME = "adapter_config.json"
@@ -169,19 +170,61 @@ def resolve_folder(
         raise OSError(f"could not download {name!r} from the hub: {e}") from e
 
 
+def _conversion(folder: str, pickled: list[str], adapter: bool) -> str:
+    """How to turn the one pickle weights file of ``folder`` into safetensors: a command that runs in a shell."""
+    if len(pickled) != 1:
+        return (
+            "convert them once in Python: load with use_safetensors=False, then save_pretrained(folder) writes "
+            "safetensors"
+        )
+    source = os.path.join(folder, pickled[0])
+    target = os.path.join(folder, "adapter_model.safetensors" if adapter else "model.safetensors")
+    # clone(): tied weights share memory in the pickle, which safetensors refuses to write as one tensor.
+    code = (
+        f"import torch, safetensors.torch as st; sd = torch.load({source!r}, map_location='cpu', weights_only=True); "
+        f"st.save_file({{k: v.contiguous().clone() for k, v in sd.items()}}, {target!r}, metadata={{'format': 'pt'}})"
+    )
+    return f'convert it once to safetensors: python -c "{code}"'
+
+
 def check_safetensors(folder: str, use_safetensors: bool = True, *, adapter: bool = False) -> None:
-    """Refuse a folder whose weights are pickle only, unless the caller opted in with ``use_safetensors=False``.
+    """Refuse a folder whose weights are pickle only, unless the caller opted in with ``use_safetensors=False``, and
+    a safetensors weights file that is damaged or incomplete (an interrupted download or save), naming it.
 
     Raises:
-        ValueError: Only ``.bin`` / ``.pt`` / ``.pth`` weights and ``use_safetensors=True``.
+        ValueError: Only ``.bin`` / ``.pt`` / ``.pth`` weights and ``use_safetensors=True``; the message gives a
+            command that converts the file.
+        OSError: A ``.safetensors`` weights file cannot be read; the message names it and says how to fix it.
     """
-    files = os.listdir(folder)
+    files = sorted(os.listdir(folder))
     stem = "adapter_model" if adapter else ""
-    has_safe = any(f.endswith(".safetensors") and f.startswith(stem) for f in files)
-    pickled = sorted(f for f in files if f.endswith(_PICKLE_SUFFIXES) and f.startswith(stem))
-    if use_safetensors and not has_safe and pickled:
+    safe = [f for f in files if f.endswith(".safetensors") and f.startswith(stem)]
+    pickled = [f for f in files if f.endswith(_PICKLE_SUFFIXES) and f.startswith(stem)]
+    if use_safetensors and not safe and pickled:
+        fix = _conversion(folder, pickled, adapter)
         raise ValueError(
             f"{folder!r} holds only pickle weights ({', '.join(pickled)}), which can run arbitrary code when loaded; "
-            "negopt loads safetensors only by default. If you trust the file, pass use_safetensors=False "
-            "(or convert it to safetensors)."
+            f"negopt loads safetensors only by default. If you trust the file, {fix} (in Python, use_safetensors=False"
+            " also loads it)."
         )
+    for name in safe:
+        path = os.path.join(folder, name)
+        error = safetensors_error(path)
+        if error:
+            raise OSError(
+                f"the weights file {path!r} is damaged or incomplete ({error}); an interrupted download or save "
+                "leaves such a file. Delete it and download the model again (for a hub model, delete its folder in "
+                "the hub cache), or save the model again."
+            )
+
+
+def safetensors_error(path: str | os.PathLike) -> str | None:
+    """Why safetensors cannot open the file at ``path`` (a damaged or truncated file), or None when it can."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(os.fspath(path), framework="pt"):
+            pass
+    except Exception as e:  # safetensors' own error type (SafetensorError), or an OSError
+        return str(e) or type(e).__name__
+    return None

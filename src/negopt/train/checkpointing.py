@@ -2,7 +2,8 @@
 
 Shared by the trainers. transformers' ``Trainer`` writes ``checkpoint-N`` in place, ``trainer_state.json`` last, so a
 run killed while saving leaves a folder without it: :func:`last_checkpoint` skips such a folder (moving it aside
-with a warning) and resumes from the one before.
+with a warning) and resumes from the one before. A checkpoint whose safetensors weights file is damaged (a disk
+that filled up, a file copied in part) is skipped and moved aside the same way, with a warning that names the file.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "NonFiniteLossError",
     "SigtermCheckpointCallback",
     "SigtermFlag",
+    "damaged_weights",
     "is_complete_checkpoint",
     "last_checkpoint",
 ]
@@ -46,6 +48,28 @@ def is_complete_checkpoint(path: str | os.PathLike) -> bool:
     )
 
 
+def damaged_weights(path: str | os.PathLike) -> tuple[str, str] | None:
+    """The first ``.safetensors`` file in the checkpoint folder ``path`` that cannot be read, and why; else None."""
+    from negopt.hub import safetensors_error
+
+    path = os.fspath(path)
+    for name in sorted(os.listdir(path)):
+        if name.endswith(".safetensors"):
+            error = safetensors_error(os.path.join(path, name))
+            if error:
+                return os.path.join(path, name), error
+    return None
+
+
+def _set_aside(folder: str, path: str, label: str) -> None:
+    # Not "checkpoint-*": the Trainer's rotation globs for that and would count it.
+    aside = os.path.join(folder, f"{label}-{os.path.basename(path)}")
+    n = 1
+    while os.path.exists(aside):
+        aside, n = os.path.join(folder, f"{label}{n}-{os.path.basename(path)}"), n + 1
+    os.replace(path, aside)
+
+
 def numbered_folders(folder: str | os.PathLike, prefix: str) -> list[tuple[int, str]]:
     """The ``<prefix>N`` folders in ``folder``, as ``(N, path)`` by increasing N (none if ``folder`` is missing)."""
     folder = os.fspath(folder)
@@ -61,27 +85,25 @@ def numbered_folders(folder: str | os.PathLike, prefix: str) -> list[tuple[int, 
 
 
 def last_checkpoint(folder: str | os.PathLike, *, set_aside_incomplete: bool = True) -> str | None:
-    """The newest complete ``checkpoint-N`` in ``folder``, or None.
+    """The newest complete and readable ``checkpoint-N`` in ``folder``, or None.
 
-    Newer, incomplete checkpoints (a run killed while saving) are renamed to ``incomplete-checkpoint-N`` with a
-    warning when ``set_aside_incomplete`` is true, so that the Trainer neither resumes from nor rotates them.
+    Newer, incomplete checkpoints (a run killed while saving) are renamed to ``incomplete-checkpoint-N``, and newer
+    ones with a damaged safetensors weights file to ``damaged-checkpoint-N``, each with a warning, when
+    ``set_aside_incomplete`` is true, so that the Trainer neither resumes from nor rotates them.
     """
     folder = os.fspath(folder)
     for _step, path in reversed(numbered_folders(folder, "checkpoint-")):
-        if is_complete_checkpoint(path):
-            return path
-        warnings.warn(
-            f"checkpoint {path} is incomplete (the run was stopped while saving it); using the one before it.",
-            UserWarning,
-            stacklevel=2,
-        )
+        if not is_complete_checkpoint(path):
+            why, label = "is incomplete (the run was stopped while saving it)", "incomplete"
+        else:
+            damaged = damaged_weights(path)
+            if damaged is None:
+                return path
+            why, label = f"has a damaged weights file, {damaged[0]} ({damaged[1]})", "damaged"
+        aside = f"; it is moved aside as {label}-{os.path.basename(path)}" if set_aside_incomplete else ""
+        warnings.warn(f"checkpoint {path} {why}; using the one before it{aside}.", UserWarning, stacklevel=2)
         if set_aside_incomplete:
-            # Not "checkpoint-*": the Trainer's rotation globs for that and would count it.
-            aside = os.path.join(folder, f"incomplete-{os.path.basename(path)}")
-            n = 1
-            while os.path.exists(aside):
-                aside, n = os.path.join(folder, f"incomplete{n}-{os.path.basename(path)}"), n + 1
-            os.replace(path, aside)
+            _set_aside(folder, path, label)
     return None
 
 

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from negopt.values import coerce_fields
+from negopt.values import check_seed, coerce_fields
 
 __all__ = [
     "KL_MODES",
@@ -164,6 +164,7 @@ class RLConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}.")
+        check_seed("seed", self.seed)
         for name in ("image_batch_size", "save_total_limit"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from negopt.train.lora import DEFAULT_TARGET_MODULES
-from negopt.values import FALSE_STRINGS, NONE_STRINGS, TRUE_STRINGS, field_types
+from negopt.values import FALSE_STRINGS, NONE_STRINGS, TRUE_STRINGS, check_seed, field_types
 
 __all__ = ["SFTConfig", "SFTResult"]
 
@@ -267,6 +267,8 @@ class SFTConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}.")
+        check_seed("seed", self.seed)
+        check_seed("data_seed", self.data_seed, optional=True)
         if self.max_steps == 0:
             raise ValueError("max_steps must be at least 1, or None to train for num_epochs.")
         if self.eval_steps is not None and (not isinstance(self.eval_steps, int) or self.eval_steps < 0):

@@ -41,6 +41,7 @@ from negopt.train.checkpointing import (
     SigtermCheckpointCallback,
     check_loss,
     check_output_dir,
+    damaged_weights,
     is_complete_checkpoint,
     last_checkpoint,
     numbered_folders,
@@ -326,6 +327,12 @@ class SFTTrainer(SFTModelCardMixin):
                 raise FileNotFoundError(
                     f"resume_from_checkpoint={path!r} is not a complete checkpoint (no trainer_state.json: it was "
                     "still being written when the run stopped); pass resume=True for the newest complete one."
+                )
+            damaged = damaged_weights(path)
+            if damaged is not None:
+                raise ValueError(
+                    f"resume_from_checkpoint={path!r} has a damaged weights file, {damaged[0]} ({damaged[1]}); pass "
+                    "an earlier checkpoint, or resume=True (--resume) to continue from the newest readable one."
                 )
         elif not cfg.resume:
             earlier = numbered_folders(cfg.checkpoints_dir, "checkpoint-")
