@@ -40,11 +40,14 @@ from negopt.pipeline.checks import (
     unloaded_embeddings_message,
 )
 from negopt.pipeline.families import (
+    chat_template_tokens,
     check_default_negative,
+    encode_negatives,
     family_of,
     is_video_pipeline,
     pipeline_default_negative,
     refusal_message,
+    takes_negative_embeds,
 )
 from negopt.pipeline.output import NegOptPipelineOutput
 from negopt.pipeline.token_budget import fit_negatives, token_limit, trimmed_message
@@ -79,7 +82,7 @@ _UNSET: Any = object()
 _OWN_ATTRIBUTES = frozenset(
     {"pipeline", "negative_prompt_generator", "combine", "fit_to_tokenizer", "prompt_weighting"}
     | {"last_negative_prompts", "negative_slots", "_positional", "_guidance_default", "_true_cfg_default"}
-    | {"_max_sequence_length_default", "default_negative", "_pipeline_default"}
+    | {"_max_sequence_length_default", "default_negative", "_pipeline_default", "_encodes_negative"}
 )
 
 
@@ -138,7 +141,9 @@ class NegOptPipeline:
     Attributes:
         pipeline: The wrapped pipeline.
         negative_prompt_generator: The generator.
-        negative_slots: The wrapped pipeline's negative-prompt parameters, read once from its signature.
+        negative_slots: The wrapped pipeline's negative-prompt parameters, read once from its signature; empty for a
+            Flux.2 Klein base model, whose negative the wrapper encodes with the pipeline's ``encode_prompt`` and
+            sends as ``negative_prompt_embeds``.
         last_negative_prompts: The negatives sent by the latest call (see :class:`NegOptPipelineOutput`), also after
             a ``return_dict=False`` call, whose tuple has no room for them. One attribute per wrapper: with threads,
             read ``output.negative_prompts`` instead.
@@ -181,7 +186,9 @@ class NegOptPipeline:
                 f"{type(pipeline).__name__}: {pipeline!r:.200}."
             )
         parameters = inspect.signature(pipeline.__call__).parameters
-        slots = negative_slots(pipeline)
+        # Flux.2 Klein base takes its negative as embeddings only: the wrapper encodes it (no text slot to fill).
+        encodes_negative = takes_negative_embeds(pipeline)
+        slots = () if encodes_negative else negative_slots(pipeline)
         combine = check_combine(combine)
         prompt_weighting = check_weighting(prompt_weighting, pipeline)
         default_negative = check_default_negative(default_negative)
@@ -204,6 +211,7 @@ class NegOptPipeline:
         self._pipeline_default = pipeline_default_negative(pipeline)
         self.last_negative_prompts: list[str] | None = None
         self.negative_slots = slots
+        self._encodes_negative = encodes_negative
         self._positional = tuple(
             name
             for name, p in parameters.items()
@@ -369,12 +377,15 @@ class NegOptPipeline:
         )
         kwargs = self._bind(args, kwargs)
         call_kwargs, negatives = self._prepare(kwargs, combine, weighting)
+        if self._encodes_negative and "negative_prompt" in call_kwargs:
+            # Only a None is left here (text is encoded in _prepare); the pipeline has no such parameter.
+            call_kwargs = {k: v for k, v in call_kwargs.items() if k != "negative_prompt"}
         self.last_negative_prompts = negatives
         output = self.pipeline(**call_kwargs)
         if not isinstance(output, tuple):
             if negatives is None:
                 form = None
-            elif weighting is None:
+            elif weighting is None and not self._encodes_negative:
                 form = call_kwargs["negative_prompt"]
             else:
                 form = negatives[0] if isinstance(kwargs.get("prompt"), str) else list(negatives)
@@ -419,6 +430,11 @@ class NegOptPipeline:
                 )
         if kwargs.get("negative_prompt_embeds") is not None:
             # The caller encoded the negative; there is no text to write, and diffusers forbids both.
+            if self._encodes_negative and kwargs.get("negative_prompt") is not None:
+                raise ValueError(
+                    "Cannot forward both `negative_prompt` and `negative_prompt_embeds`: pass one of them (the "
+                    f"wrapper encodes `negative_prompt` for {type(self.pipeline).__name__} itself)."
+                )
             return kwargs, None
         prompt = kwargs.get("prompt")
         user = kwargs.get("negative_prompt")
@@ -483,6 +499,11 @@ class NegOptPipeline:
                 out[slot] = per_prompt(own, batch, slot)  # a str for one slot breaks Flux's T5 batch otherwise
         if self.fit_to_tokenizer:
             negatives = self._fit(negatives, receiving, kwargs, n_user)
+        if self._encodes_negative:
+            out.pop("negative_prompt", None)  # the caller's text, now in the negatives; the pipeline takes none
+            out["negative_prompt_embeds"] = encode_negatives(self.pipeline, negatives, kwargs)
+            self._warn_if_unused(kwargs)
+            return out, negatives
         value: str | list[str] = list(negatives) if as_list else negatives[0]
         for slot in receiving:
             out[slot] = value
@@ -501,6 +522,9 @@ class NegOptPipeline:
         :func:`negopt.pipeline.token_budget.fit_negatives`.
         """
         max_sequence_length = kwargs.get("max_sequence_length", self._max_sequence_length_default)
+        if self._encodes_negative and max_sequence_length is not None:
+            # Klein cuts the whole chat-templated text at max_sequence_length: the template's tokens count too.
+            max_sequence_length -= chat_template_tokens(getattr(self.pipeline, "tokenizer", None))
         tokenizers = {}
         for slot in receiving:
             tokenizer = getattr(self.pipeline, _SLOT_TOKENIZER[slot], None)
@@ -547,6 +571,13 @@ def negative_slots(pipeline: Any) -> tuple[str, ...]:
         refusal = refusal_message(inner)
         if refusal:
             raise ValueError(refusal)
+        if takes_negative_embeds(inner):
+            raise ValueError(
+                f"{type(inner).__name__} takes no negative prompt text, only negative_prompt_embeds. "
+                "NegOptPipeline(pipe) writes and encodes its negative; evaluate() and the RL trainer send the "
+                "negative as text, so they need a pipeline that takes `negative_prompt` (for Flux, FluxPipeline "
+                "with true_cfg_scale > 1)."
+            )
         raise ValueError(
             f"{type(inner).__name__} cannot use a negative prompt: its __call__ has no `negative_prompt` "
             "parameter (the pipeline is guidance-distilled or conditions on something else), so there is no slot "

@@ -4,7 +4,8 @@ Each family treats the negative its own way (diffusers 0.42): some use it throug
 ``guidance_scale > 1``, Flux-style ones only through true CFG (``true_cfg_scale > 1``), Qwen-Image turns CFG on as
 soon as a negative is given, Cosmos fills a long fixed negative of its own when none is given, and Flux.2 takes none
 at all. :data:`FAMILIES` writes that down once; the wrapper reads it to warn at construction, to refuse clearly, to
-know that it writes for video, and to decide what happens to a pipeline's own default negative. The table in the
+know that it writes for video, to decide what happens to a pipeline's own default negative, and to encode the negative
+itself for a pipeline that takes only embeddings (Flux.2 Klein base models). The table in the
 pipeline guide is this list.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +21,14 @@ __all__ = [
     "Family",
     "FAMILIES",
     "DEFAULT_NEGATIVE_MODES",
+    "chat_template_tokens",
     "check_default_negative",
+    "encode_negatives",
     "family_of",
     "is_video_pipeline",
     "pipeline_default_negative",
     "refusal_message",
+    "takes_negative_embeds",
 ]
 
 #: What the wrapper does with a pipeline's own default negative (Cosmos) when the caller passes no
@@ -44,7 +49,10 @@ class Family:
         cost: What the negative costs a step.
         video: The pipeline returns frames (``.frames``); the built-in generator writes for video.
         note: A warning given once, when the wrapper is built around such a pipeline.
-        refusal: Why the wrapper refuses such a pipeline, with what to do instead; None when it wraps it.
+        refusal: Why the wrapper refuses such a pipeline, with what to do instead; None when it wraps it. For a
+            family that ``encodes_negative``, only a pipeline that cannot use the embeddings is refused.
+        encodes_negative: The pipeline takes no negative text, only ``negative_prompt_embeds`` (Flux.2 Klein): the
+            wrapper writes the negative and encodes it with the pipeline's own ``encode_prompt``.
     """
 
     name: str
@@ -55,6 +63,7 @@ class Family:
     video: bool = False
     note: str | None = None
     refusal: str | None = None
+    encodes_negative: bool = False
 
 
 _CFG = "`guidance_scale > 1`"
@@ -99,17 +108,20 @@ FAMILIES: tuple[Family, ...] = (
         "-",
         refusal="Flux.2 is guidance-distilled and its pipeline takes no negative prompt, so there is nothing to fill. "
         "Call it directly, or use a family that takes a negative (Flux.1 with true_cfg_scale > 1, or a Flux.2 "
-        "Klein base model through its negative_prompt_embeds).",
+        "Klein base model, whose negative NegOptPipeline encodes into negative_prompt_embeds).",
     ),
     Family(
         "Flux.2 Klein",
-        ("Flux2KleinPipeline",),
-        "none (it takes `negative_prompt_embeds` only)",
+        ("Flux2KleinPipeline", "Flux2KleinInpaintPipeline", "Flux2KleinKVPipeline"),
+        "`negative_prompt_embeds`: the wrapper encodes the negative with the pipeline's `encode_prompt` (base "
+        "models; distilled ones and `Flux2KleinKVPipeline` are refused)",
         "base models: `guidance_scale > 1`; distilled models: never",
-        "CFG runs the transformer twice a step",
-        refusal="Flux2KleinPipeline takes no negative prompt text, only negative_prompt_embeds (and a distilled Klein "
-        "ignores even those). For a Klein base model, encode the negative yourself and pass it: "
-        "embeds, _ = pipe.encode_prompt(negative); pipe(prompt, negative_prompt_embeds=embeds, guidance_scale=4.0).",
+        _CFG_COST,
+        refusal="This Flux.2 Klein pipeline is step-distilled (is_distilled=True, or Flux2KleinKVPipeline, which "
+        "takes no negative at all): it runs no classifier-free guidance and ignores any negative, so there is "
+        "nothing for NegOptPipeline to do. Call it directly, or wrap a Klein base model (is_distilled=False), whose "
+        "negative NegOptPipeline encodes into negative_prompt_embeds.",
+        encodes_negative=True,
     ),
     Family("Chroma", ("ChromaPipeline", "ChromaImg2ImgPipeline"), "`negative_prompt`", _CFG, _CFG_COST),
     Family(
@@ -213,9 +225,62 @@ def is_video_pipeline(pipeline: Any) -> bool:
 
 
 def refusal_message(pipeline: Any) -> str | None:
-    """Why the wrapper cannot fill this pipeline's negative, for a family known to take none; else None."""
+    """Why the wrapper cannot fill this pipeline's negative, for a family known to take none; else None.
+
+    A family that ``encodes_negative`` (Flux.2 Klein) is refused only where the embeddings would do nothing: a
+    step-distilled model (``config.is_distilled``) or a pipeline without ``negative_prompt_embeds``.
+    """
     family = family_of(pipeline)
-    return None if family is None else family.refusal
+    if family is None:
+        return None
+    if family.encodes_negative and takes_negative_embeds(pipeline):
+        return None
+    return family.refusal
+
+
+def takes_negative_embeds(pipeline: Any) -> bool:
+    """Whether a pipeline of a family that ``encodes_negative`` can use a negative: it takes
+    ``negative_prompt_embeds``, has ``encode_prompt``, and is not step-distilled (``config.is_distilled``)."""
+    pipeline = _inner(pipeline)
+    family = family_of(pipeline)
+    if family is None or not family.encodes_negative:
+        return False
+    try:
+        parameters = inspect.signature(pipeline.__call__).parameters
+    except (TypeError, ValueError):
+        return False
+    distilled = bool(getattr(getattr(pipeline, "config", None), "is_distilled", False))
+    return (
+        "negative_prompt_embeds" in parameters and callable(getattr(pipeline, "encode_prompt", None)) and not distilled
+    )
+
+
+def chat_template_tokens(tokenizer: Any) -> int:
+    """How many tokens a chat tokenizer's template adds around a user's message (Flux.2 Klein wraps each prompt in
+    one, then cuts the whole at ``max_sequence_length``); 0 for a tokenizer without a template."""
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        return 0
+    messages = [{"role": "user", "content": ""}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
+    return len(tokenizer(text).input_ids)
+
+
+def encode_negatives(pipeline: Any, negatives: list[str], kwargs: Mapping[str, Any]) -> Any:
+    """The negatives of a call encoded by the pipeline's own ``encode_prompt``, one row per prompt: what a family
+    that ``encodes_negative`` gets as ``negative_prompt_embeds``.
+
+    The call's ``max_sequence_length`` and ``text_encoder_out_layers`` (where ``encode_prompt`` takes them) are used,
+    so the embeddings are those the pipeline would make of the same text; the pipeline repeats each row
+    ``num_images_per_prompt`` times itself.
+    """
+    import torch
+
+    parameters = inspect.signature(pipeline.encode_prompt).parameters
+    options = {k: v for k, v in kwargs.items() if k in ("max_sequence_length", "text_encoder_out_layers")}
+    options = {k: v for k, v in options.items() if k in parameters}
+    with torch.no_grad():
+        encoded = pipeline.encode_prompt(prompt=list(negatives), num_images_per_prompt=1, **options)
+    return encoded[0] if isinstance(encoded, tuple) else encoded
 
 
 def pipeline_default_negative(pipeline: Any) -> str | None:
