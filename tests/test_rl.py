@@ -665,6 +665,13 @@ def test_a_pipeline_without_a_negative_slot_is_refused(tmp_path, bases):
         _trainer(tiny_lcm(), bases, tmp_path)
 
 
+def test_a_video_pipeline_is_refused_with_the_cost(tmp_path, bases):
+    from tiny_video import tiny_wan
+
+    with pytest.raises(ValueError, match="WanPipeline makes video, and RL on video is not supported"):
+        _trainer(tiny_wan(), bases, tmp_path)
+
+
 def test_an_output_dir_that_is_a_file_is_refused_first(tmp_path):
     out = tmp_path / "out.txt"
     out.write_text("not a folder", encoding="utf-8")

@@ -96,7 +96,8 @@ def build_policy(generator, config: RLConfig):
 
 def load_pipeline(pipeline, config: RLConfig, device):
     """The diffusers pipeline the images come from: ``pipeline`` itself, or loaded from a folder / hub id (safetensors
-    only, ``config.pipeline_dtype``) and moved to ``device``; one with no negative slot is refused."""
+    only, ``config.pipeline_dtype``) and moved to ``device``; one with no negative slot, or one that makes video, is
+    refused."""
     if isinstance(pipeline, str | os.PathLike):
         from diffusers import DiffusionPipeline
 
@@ -108,8 +109,16 @@ def load_pipeline(pipeline, config: RLConfig, device):
     if not callable(pipeline):
         raise TypeError(f"pipeline must be a diffusers pipeline or a folder / hub id, got {type(pipeline).__name__}.")
     from negopt.pipeline import negative_slots
+    from negopt.pipeline.families import is_video_pipeline
 
     negative_slots(pipeline)  # a pipeline with no negative slot would train on rewards the negative cannot move
+    if is_video_pipeline(pipeline):
+        raise ValueError(
+            f"{type(pipeline).__name__} makes video, and RL on video is not supported: each rollout would render a "
+            "whole video (Wan 2.1 1.3B at 480p, 81 frames, 50 steps: about 670 times the compute of a 512px SD 1.5 "
+            "image; see 'RL on video' in the RL guide). Train on an image pipeline, then use the generator with "
+            "NegOptPipeline(video_pipe, generator) and compare with `negopt eval`, which scores sampled frames."
+        )
     return pipeline
 
 
