@@ -37,7 +37,8 @@ class EvalRunArgs:
         prompt_column: Column of the prompts.
         negative_column: Column of their negatives.
         num_prompts: Evaluate the first N prompts.
-        device: Device for the pipeline, generators and metrics, e.g. ``cuda``.
+        device: Device for the pipeline, generators and metrics, e.g. ``cuda`` (under ``torchrun`` or ``accelerate
+            launch``, each process's own GPU).
         dtype: The pipeline's dtype.
         metric: A metric to report (repeatable): ``aesthetic``, ``clip``, ``inception``, ``pickscore``, ``hpsv2``,
             ``imagereward``; default the first three.
@@ -105,7 +106,9 @@ def add_eval(sub: Any, full: bool = True) -> None:
         description="Render each prompt with no negative prompt, with the prompts' own negatives (if any), with the "
         "built-in generator and with each --generator, using the same seed per prompt; score the images (aesthetics, "
         "CLIP score, Inception Score by default) and write report.json, report.md, grid.png and metrics.png to "
-        "--output-dir. Rerunning with the same --output-dir reuses the images already rendered.",
+        "--output-dir. Rerunning with the same --output-dir reuses the images already rendered. Under torchrun or "
+        "accelerate launch the processes share the prompts (each on its own GPU with --device cuda) and the main "
+        "process writes the report.",
     )
     if full:
         common_flags(p, eval_specs())
@@ -157,6 +160,9 @@ def run_eval(args: argparse.Namespace) -> Callable[[], int]:
     specs = [f"{k}={v}" for k, v in run.generator.items()] if isinstance(run.generator, dict) else run.generator
     generators = _parse_generators(specs or [], run.builtin)
     check_device(run.device)
+    from negopt.eval.distributed import is_main_process, process_device
+
+    run.device = process_device(run.device)  # under torchrun / accelerate launch, each process on its own GPU
     with setup_step(f"--prompts {run.prompts!r}"):
         prompts = load_prompts(
             run.prompts,
@@ -216,6 +222,8 @@ def run_eval(args: argparse.Namespace) -> Callable[[], int]:
 
     def work() -> int:
         report = evaluate(pipe, prompts, generators=loaded, metrics=metrics, config=config)
+        if not is_main_process():
+            return 0  # the main process prints the report
         print(report_markdown(report), end="")
         print()
         for path in report["files"].values():

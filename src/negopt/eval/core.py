@@ -1,4 +1,7 @@
-"""``evaluate()``: render each prompt under each condition, score the images, write the report and the figures."""
+"""``evaluate()``: render each prompt under each condition, score the images, write the report and the figures.
+
+It runs in one process, or in each of several under a launcher (:mod:`negopt.eval.distributed`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import torch
 
 from negopt import __version__
 from negopt.eval.config import EvalConfig, check_name, check_output_dir
+from negopt.eval.distributed import Processes
 from negopt.eval.figures import import_matplotlib, make_grid, plot_metrics
 from negopt.eval.intervals import bootstrap_indices, mean_interval, set_statistic_interval
 from negopt.eval.metrics import InceptionScoreMetric, default_metrics
@@ -95,6 +99,11 @@ def evaluate(
     ``report.md``, ``grid.png`` (prompts as rows, conditions as columns, each image captioned with its negative),
     ``metrics.png`` (a bar chart with the intervals) and ``images/<condition>/<index>-<hash>.png`` (+ ``.json``).
 
+    Under ``torchrun`` or ``accelerate launch``, call it in every process, each with its pipeline (and generators and
+    metrics) on its own device: the processes share the batches and the scoring (:mod:`negopt.eval.distributed`),
+    the main process writes the files, and every process gets the report, the same as one process writes for the same
+    prompts and seeds. ``output_dir`` must be a folder all the processes see.
+
     Args:
         pipeline: A diffusers pipeline with a ``negative_prompt`` argument, called as it is: set its device and
             dtype before. Its own progress bar is off while it renders (evaluate shows one over the prompts).
@@ -147,12 +156,16 @@ def evaluate(
 
     output_dir = cfg.output_dir
     cache = ImageCache(os.path.join(output_dir, "images"), kwargs)
+    processes = Processes()
+    batches = [list(range(b, min(b + cfg.batch_size, len(rows)))) for b in range(0, len(rows), cfg.batch_size)]
+    mine = processes.share(batches)  # all of them in one process
     paths: dict[str, list[str]] = {name: [""] * len(rows) for name in conditions}
     negatives: dict[str, list[str | None]] = {name: [None] * len(rows) for name in conditions}
     rendered = reused = 0
-    with tqdm(total=len(rows), desc="negopt eval", unit="prompt", disable=not cfg.progress) as bar:
-        for start in range(0, len(rows), cfg.batch_size):
-            indices = list(range(start, min(start + cfg.batch_size, len(rows))))
+    desc = "negopt eval" if processes.num_processes == 1 else f"negopt eval (process 0 of {processes.num_processes})"
+    show = cfg.progress and processes.is_main_process
+    with tqdm(total=sum(map(len, mine)), desc=desc, unit="prompt", disable=not show) as bar:
+        for indices in mine:
             for name, condition in conditions.items():
                 if condition is None:
                     batch_negatives: list[str | None] = [None] * len(indices)
@@ -173,6 +186,7 @@ def evaluate(
                         [cfg.seed + i for i in missing],
                         pipeline_kwargs=kwargs,
                     )
+                    # Saved as soon as the call returns: a process that stops loses only the call in progress.
                     for i, image in zip(missing, images):
                         meta = {
                             "condition": name,
@@ -183,9 +197,24 @@ def evaluate(
                         cache.save(paths[name][i], image, {**meta, "seed": cfg.seed + i})
                     rendered += len(missing)
             bar.update(len(indices))
+    if processes.num_processes > 1:  # every process learns the others' negatives and image paths
+        own = [(name, i, paths[name][i], negatives[name][i]) for batch in mine for name in conditions for i in batch]
+        parts = processes.gather({"images": own, "rendered": rendered, "reused": reused})
+        for part in parts:
+            for name, i, path, negative in part["images"]:
+                paths[name][i], negatives[name][i] = path, negative
+        rendered, reused = sum(p["rendered"] for p in parts), sum(p["reused"] for p in parts)
     logger.info("rendered %d images, reused %d from %s", rendered, reused, cache.folder)
 
-    scores, summary = _score(conditions, metrics, rows, paths, negatives, cfg)
+    # Each process scores its share of the chunks a one-process run would score (the images are on disk by now);
+    # the main process puts the per-image scores and logits together and computes every statistic on the whole set.
+    chunks = [(name, c) for name in conditions for c in range(0, len(rows), cfg.score_batch_size)]
+    scored = processes.gather(_score_chunks(processes.share(chunks), metrics, rows, paths, negatives, cfg))
+    if not processes.is_main_process:
+        return processes.broadcast(None)
+    scores, summary = _summarize(
+        conditions, metrics, len(rows), {k: v for part in scored for k, v in part.items()}, cfg
+    )
     report = {
         "negopt_version": __version__,
         "num_prompts": len(rows),
@@ -221,50 +250,54 @@ def evaluate(
     grid.save(files["grid"])
     plot_metrics(summary, files["metrics_plot"])
     report["files"] = files
-    return report
+    return processes.broadcast(report)
 
 
-def _score(conditions, metrics, rows, paths, negatives, cfg: EvalConfig):
-    """Per-image scores and each condition's summary (mean and 95% interval per metric)."""
+def _score_chunks(chunks, metrics, rows, paths, negatives, cfg: EvalConfig) -> dict[tuple[str, int], dict[str, Any]]:
+    """``(condition, start) -> {metric: per-image scores, or the Inception classifier's logits}`` for each chunk of
+    ``score_batch_size`` images, read from disk (no process ever holds every image in memory)."""
     from PIL import Image
 
-    scores: dict[str, dict[str, list[float]]] = {}
-    summary: dict[str, dict[str, dict[str, Any]]] = {}
-    resamples = bootstrap_indices(len(rows), cfg.num_bootstrap, cfg.seed)  # shared by all: paired intervals
-    prompts = [row[0] for row in rows]
-    for name in conditions:
-        condition_negatives = [n or "" for n in negatives[name]]
-        values: dict[str, list[float]] = {m: [] for m in metrics}
-        logits: dict[str, list[torch.Tensor]] = {m: [] for m in metrics}
-        # Scored in chunks read from disk, so a large evaluation never holds every image in memory.
-        for start in range(0, len(rows), cfg.score_batch_size):
-            stop = min(start + cfg.score_batch_size, len(rows))
-            images = []
-            for path in paths[name][start:stop]:
-                with Image.open(path) as image:
-                    images.append(image.convert("RGB"))
-            for metric_name, metric in metrics.items():
-                if isinstance(metric, InceptionScoreMetric):
-                    logits[metric_name].append(metric.logits(images))
-                    continue
-                raw = metric(
-                    images=images, prompts=prompts[start:stop], negative_prompts=condition_negatives[start:stop]
-                )
-                chunk = [float(v) for v in raw]
-                if len(chunk) != len(images):
-                    raise ValueError(f"metric {metric_name!r} returned {len(chunk)} scores for {len(images)} images.")
-                values[metric_name] += chunk
-        scores[name], summary[name] = {}, {}
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for name, start in chunks:
+        stop = min(start + cfg.score_batch_size, len(rows))
+        images = []
+        for path in paths[name][start:stop]:
+            with Image.open(path) as image:
+                images.append(image.convert("RGB"))
+        prompts = [row[0] for row in rows[start:stop]]
+        chunk_negatives = [n or "" for n in negatives[name][start:stop]]
+        out[(name, start)] = {}
         for metric_name, metric in metrics.items():
             if isinstance(metric, InceptionScoreMetric):
-                all_logits = torch.cat(logits[metric_name])
+                out[(name, start)][metric_name] = metric.logits(images)
+                continue
+            values = [float(v) for v in metric(images=images, prompts=prompts, negative_prompts=chunk_negatives)]
+            if len(values) != len(images):
+                raise ValueError(f"metric {metric_name!r} returned {len(values)} scores for {len(images)} images.")
+            out[(name, start)][metric_name] = values
+    return out
+
+
+def _summarize(conditions, metrics, n: int, chunks: dict[tuple[str, int], dict[str, Any]], cfg: EvalConfig):
+    """Per-image scores and each condition's summary (mean and 95% interval per metric), from every chunk."""
+    scores: dict[str, dict[str, list[float]]] = {}
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    resamples = bootstrap_indices(n, cfg.num_bootstrap, cfg.seed)  # shared by all: paired intervals
+    starts = range(0, n, cfg.score_batch_size)
+    for name in conditions:
+        scores[name], summary[name] = {}, {}
+        for metric_name, metric in metrics.items():
+            parts = [chunks[(name, start)][metric_name] for start in starts]
+            if isinstance(metric, InceptionScoreMetric):
+                all_logits = torch.cat(parts)
                 summary[name][metric_name] = set_statistic_interval(
                     lambda idx, m=metric, x=all_logits: m.score(x[torch.from_numpy(np.asarray(idx))]),
-                    len(rows),
+                    n,
                     cfg.num_bootstrap,
                     cfg.seed,
                 )
             else:
-                scores[name][metric_name] = values[metric_name]
-                summary[name][metric_name] = mean_interval(values[metric_name], resamples)
+                scores[name][metric_name] = [v for part in parts for v in part]
+                summary[name][metric_name] = mean_interval(scores[name][metric_name], resamples)
     return scores, summary

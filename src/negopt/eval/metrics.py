@@ -85,8 +85,10 @@ class InceptionScoreMetric:
             # torchmetrics warns that it keeps features in memory, and that one split has no std; both known here.
             warnings.simplefilter("ignore", UserWarning)
             if self._metric is None:
-                # The logits are the features: the classifier already ran, once, over the whole set.
-                self._metric = InceptionScore(feature=torch.nn.Identity(), splits=self.splits)
+                # The logits are the features: the classifier already ran, once, over the whole set. They are the
+                # whole set in every process too (evaluate() gathers them under torchrun): torchmetrics must not
+                # gather them again, which would wait for the other processes and count each image once per process.
+                self._metric = InceptionScore(feature=torch.nn.Identity(), splits=self.splits, sync_on_compute=False)
             metric = self._metric
             metric.reset()
             metric.update(logits)
