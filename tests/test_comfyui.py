@@ -282,7 +282,21 @@ def test_installed_pack_loads_under_its_bare_name_too(comfyui_dir):
     assert done.stdout.strip() == "['NegOptGeneratorLoader', 'NegOptNegativePrompt']"
 
 
-def test_installed_pack_without_negopt_names_the_python_to_install_into(comfyui_dir, tmp_path):
+@pytest.fixture(scope="module")
+def bare_venv(tmp_path_factory):
+    """A virtual environment without negopt (nor anything else): a ComfyUI Python that lacks it."""
+    import venv
+
+    folder = tmp_path_factory.mktemp("bare") / "venv"
+    venv.create(folder, with_pip=False, symlinks=True)
+    return folder
+
+
+def _without_pythonpath() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def test_installed_pack_without_negopt_names_the_python_to_install_into(comfyui_dir, bare_venv):
     install(comfyui_dir, check_pythons=False)
     init = os.path.join(comfyui_dir, "custom_nodes", "negopt", "__init__.py")
     code = (
@@ -290,19 +304,15 @@ def test_installed_pack_without_negopt_names_the_python_to_install_into(comfyui_
         f"spec = importlib.util.spec_from_file_location('pack', {init!r})\n"
         "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    # -I: isolated, so this interpreter does not see negopt, as a ComfyUI Python without it would not.
-    done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    python = str(bare_venv / "bin" / "python")
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, env=_without_pythonpath(), timeout=120)
     assert done.returncode != 0
-    assert "need the negopt package in the Python that runs ComfyUI" in done.stderr and "-m pip install negopt" in (
-        done.stderr
-    )
+    assert f"need the negopt package in the Python that runs ComfyUI ({python})" in done.stderr
+    assert f'run `"{python}" -m pip install negopt`' in done.stderr
 
 
-def test_install_says_whether_comfyuis_python_has_negopt(comfyui_dir, monkeypatch):
-    import venv
-
-    venv.create(comfyui_dir / ".venv", with_pip=False, symlinks=True)
+def test_install_says_whether_comfyuis_python_has_negopt(comfyui_dir, bare_venv, monkeypatch):
+    os.symlink(bare_venv, comfyui_dir / ".venv")
     python = str(comfyui_dir / ".venv" / "bin" / "python")
     monkeypatch.delenv("PYTHONPATH", raising=False)
     without = install(comfyui_dir)
