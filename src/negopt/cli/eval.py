@@ -30,7 +30,8 @@ class EvalRunArgs:
         revision: Hub revision of ``pipeline``.
         generator: A generator to evaluate as ``NAME=PATH_OR_ID``, named NAME in the report (repeatable; in
             ``--config`` also a mapping of names to paths).
-        builtin: Include the built-in generator as the condition ``builtin``.
+        builtin: Include the built-in generator as the condition ``builtin`` (writing for video around a video
+            pipeline).
         prompts: A ``.txt`` (one prompt a line), ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file (``prompt``
             and optionally ``negative_prompt``), a saved dataset folder, or a hub dataset id (required).
         split: Dataset split (default: ``test`` if there is one, else the first split).
@@ -94,6 +95,7 @@ def eval_specs() -> list[CommandConfig]:
                 "--guidance-scale": ("pipeline_kwargs", "guidance_scale", float),
                 "--height": ("pipeline_kwargs", "height", int),
                 "--width": ("pipeline_kwargs", "width", int),
+                "--num-frames": ("pipeline_kwargs", "num_frames", int),  # video pipelines
             },
         ),
     ]
@@ -195,8 +197,10 @@ def run_eval(args: argparse.Namespace) -> Callable[[], int]:
     loaded: dict = {}
     if run.builtin:
         from negopt.builtin import BuiltinGenerator
+        from negopt.pipeline.families import is_video_pipeline
 
-        loaded["builtin"] = BuiltinGenerator()
+        # Around a video pipeline the built-in writes for video, as NegOptPipeline's default does.
+        loaded["builtin"] = BuiltinGenerator(kind="video" if is_video_pipeline(pipe) else "image")
     if generators:
         from negopt.generator.core import NegOptGenerator
 

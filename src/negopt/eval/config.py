@@ -58,8 +58,12 @@ class EvalConfig:
         num_bootstrap: Resamples for the 95% intervals: bootstrap resamples of the prompts for per-image metrics,
             half-size subsamples for the Inception Score (0: no intervals).
         grid_rows: Prompts shown in ``grid.png`` (the first ones).
-        grid_cell_size: Pixel size of each image in the grid.
-        score_batch_size: Images read from disk and passed to each metric at a time.
+        grid_cell_size: Pixel size of each image in the grid (for a video, the height of its frame strip).
+        score_batch_size: Images read from disk and passed to each metric at a time (for a video pipeline, videos:
+            the metric gets their ``video_frames`` frames each).
+        video_frames: For a video pipeline: the frames of each video that are kept, scored and shown, evenly
+            spaced with the first and last included (1: the middle frame). Each metric scores every kept frame
+            as an image; a video's score is the mean over its frames. Not used for images.
         progress: Show a progress bar over the prompts.
 
     Raises:
@@ -75,13 +79,20 @@ class EvalConfig:
     grid_rows: int = 8
     grid_cell_size: int = 256
     score_batch_size: int = 64
+    video_frames: int = 3
     progress: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.output_dir, (str, os.PathLike)) or not os.fspath(self.output_dir):
             raise ValueError(f"output_dir must be a folder path, got {self.output_dir!r}.")
         self.output_dir = os.fspath(self.output_dir)
-        for name, low in (("batch_size", 1), ("grid_cell_size", 1), ("score_batch_size", 1), ("num_bootstrap", 0)):
+        for name, low in (
+            ("batch_size", 1),
+            ("grid_cell_size", 1),
+            ("score_batch_size", 1),
+            ("num_bootstrap", 0),
+            ("video_frames", 1),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")

@@ -20,7 +20,7 @@ from negopt.eval.distributed import Processes
 from negopt.eval.figures import import_matplotlib, make_grid, plot_metrics
 from negopt.eval.intervals import bootstrap_indices, mean_interval, set_statistic_interval
 from negopt.eval.metrics import InceptionScoreMetric, default_metrics
-from negopt.eval.rendering import ImageCache, check_pipeline_kwargs, render
+from negopt.eval.rendering import ImageCache, check_pipeline_kwargs, render, split_strip
 from negopt.eval.report import relative_to, write_report
 
 __all__ = ["evaluate"]
@@ -106,7 +106,10 @@ def evaluate(
 
     Args:
         pipeline: A diffusers pipeline with a ``negative_prompt`` argument, called as it is: set its device and
-            dtype before. Its own progress bar is off while it renders (evaluate shows one over the prompts).
+            dtype before. A video pipeline (one of :data:`negopt.pipeline.families.FAMILIES`' video families, or one
+            whose call takes ``num_frames``) is scored on ``video_frames`` frames of each video, a video's score
+            being the mean of its frames' (see :class:`~negopt.eval.EvalConfig`). Its own progress bar is off while
+            it renders (evaluate shows one over the prompts).
         prompts: A list of prompts; a list of dicts with ``prompt`` and optionally ``negative_prompt``; or a
             ``datasets.Dataset`` with those columns (see :func:`negopt.data.load_prompts` for files).
         generators: Condition name -> generator (``gen(list[str]) -> list[str]``): a ``NegOptGenerator``, the
@@ -154,8 +157,12 @@ def evaluate(
         if not (isinstance(metric, InceptionScoreMetric) or callable(metric)):
             raise TypeError(f"metric {name!r} is a {type(metric).__name__}: expected a reward callable.")
 
+    from negopt.pipeline.families import is_video_pipeline
+
+    # A video is kept as a strip of cfg.video_frames sampled frames: cached, scored frame by frame, shown in the grid.
+    video_frames = cfg.video_frames if is_video_pipeline(pipeline) else None
     output_dir = cfg.output_dir
-    cache = ImageCache(os.path.join(output_dir, "images"), kwargs)
+    cache = ImageCache(os.path.join(output_dir, "images"), kwargs, video_frames=video_frames)
     processes = Processes()
     batches = [list(range(b, min(b + cfg.batch_size, len(rows)))) for b in range(0, len(rows), cfg.batch_size)]
     mine = processes.share(batches)  # all of them in one process
@@ -185,6 +192,7 @@ def evaluate(
                         None if condition is None else [negatives[name][i] for i in missing],
                         [cfg.seed + i for i in missing],
                         pipeline_kwargs=kwargs,
+                        video_frames=video_frames,
                     )
                     # Saved as soon as the call returns: a process that stops loses only the call in progress.
                     for i, image in zip(missing, images):
@@ -194,6 +202,8 @@ def evaluate(
                             "prompt": rows[i][0],
                             "negative_prompt": negatives[name][i],
                         }
+                        if video_frames is not None:  # which frames of the video the strip holds
+                            meta.update(frames=image.info["frames"], num_frames=image.info["num_frames"])
                         cache.save(paths[name][i], image, {**meta, "seed": cfg.seed + i})
                     rendered += len(missing)
             bar.update(len(indices))
@@ -209,11 +219,13 @@ def evaluate(
     # Each process scores its share of the chunks a one-process run would score (the images are on disk by now);
     # the main process puts the per-image scores and logits together and computes every statistic on the whole set.
     chunks = [(name, c) for name in conditions for c in range(0, len(rows), cfg.score_batch_size)]
-    scored = processes.gather(_score_chunks(processes.share(chunks), metrics, rows, paths, negatives, cfg))
+    scored = processes.gather(
+        _score_chunks(processes.share(chunks), metrics, rows, paths, negatives, cfg, video_frames)
+    )
     if not processes.is_main_process:
         return processes.broadcast(None)
     scores, summary = _summarize(
-        conditions, metrics, len(rows), {k: v for part in scored for k, v in part.items()}, cfg
+        conditions, metrics, len(rows), {k: v for part in scored for k, v in part.items()}, cfg, video_frames
     )
     report = {
         "negopt_version": __version__,
@@ -236,6 +248,14 @@ def evaluate(
         },
         "prompts": [row[0] for row in rows],
     }
+    if video_frames is not None:
+        with open(paths[next(iter(conditions))][0][: -len(".png")] + ".json", encoding="utf-8") as f:
+            first = json.load(f)  # every video of a run has the same length: its call's num_frames
+        report["video"] = {
+            "frames_scored": len(first["frames"]),
+            "frame_indices": first["frames"],
+            "num_frames": first["num_frames"],
+        }
     files = write_report(report, output_dir)
     files["grid"] = os.path.join(output_dir, "grid.png")
     files["metrics_plot"] = os.path.join(output_dir, "metrics.png")
@@ -244,8 +264,17 @@ def evaluate(
     shown = range(min(cfg.grid_rows, len(rows)))
     grid_images = [[Image.open(paths[name][i]).convert("RGB") for name in conditions] for i in shown]
     captions = [[negatives[name][i] for name in conditions] for i in shown]
+    cell_width = None
+    if video_frames is not None and grid_images:  # a strip keeps its shape: grid_cell_size high
+        width, height = grid_images[0][0].size
+        cell_width = max(1, round(cfg.grid_cell_size * width / height))
     grid = make_grid(
-        grid_images, [rows[i][0] for i in shown], list(conditions), captions, cell_size=cfg.grid_cell_size
+        grid_images,
+        [rows[i][0] for i in shown],
+        list(conditions),
+        captions,
+        cell_size=cfg.grid_cell_size,
+        cell_width=cell_width,
     )
     grid.save(files["grid"])
     plot_metrics(summary, files["metrics_plot"])
@@ -253,9 +282,14 @@ def evaluate(
     return processes.broadcast(report)
 
 
-def _score_chunks(chunks, metrics, rows, paths, negatives, cfg: EvalConfig) -> dict[tuple[str, int], dict[str, Any]]:
+def _score_chunks(
+    chunks, metrics, rows, paths, negatives, cfg: EvalConfig, video_frames: int | None = None
+) -> dict[tuple[str, int], dict[str, Any]]:
     """``(condition, start) -> {metric: per-image scores, or the Inception classifier's logits}`` for each chunk of
-    ``score_batch_size`` images, read from disk (no process ever holds every image in memory)."""
+    ``score_batch_size`` images, read from disk (no process ever holds every image in memory).
+
+    For a video pipeline (``video_frames``), each image is a frame strip: its frames are scored as images, each with
+    its video's prompt and negative, all in one call, and a video's entry is the list of its frames' scores."""
     from PIL import Image
 
     out: dict[tuple[str, int], dict[str, Any]] = {}
@@ -267,6 +301,15 @@ def _score_chunks(chunks, metrics, rows, paths, negatives, cfg: EvalConfig) -> d
                 images.append(image.convert("RGB"))
         prompts = [row[0] for row in rows[start:stop]]
         chunk_negatives = [n or "" for n in negatives[name][start:stop]]
+        k = 1
+        if video_frames is not None:
+            strips = [
+                split_strip(image, len(_frames_of(path))) for image, path in zip(images, paths[name][start:stop])
+            ]
+            k = len(strips[0])
+            images = [frame for strip in strips for frame in strip]
+            prompts = [p for p in prompts for _ in range(k)]
+            chunk_negatives = [n for n in chunk_negatives for _ in range(k)]
         out[(name, start)] = {}
         for metric_name, metric in metrics.items():
             if isinstance(metric, InceptionScoreMetric):
@@ -275,13 +318,31 @@ def _score_chunks(chunks, metrics, rows, paths, negatives, cfg: EvalConfig) -> d
             values = [float(v) for v in metric(images=images, prompts=prompts, negative_prompts=chunk_negatives)]
             if len(values) != len(images):
                 raise ValueError(f"metric {metric_name!r} returned {len(values)} scores for {len(images)} images.")
+            if video_frames is not None:
+                values = [values[j : j + k] for j in range(0, len(values), k)]
             out[(name, start)][metric_name] = values
     return out
 
 
-def _summarize(conditions, metrics, n: int, chunks: dict[tuple[str, int], dict[str, Any]], cfg: EvalConfig):
-    """Per-image scores and each condition's summary (mean and 95% interval per metric), from every chunk."""
-    scores: dict[str, dict[str, list[float]]] = {}
+def _frames_of(path: str) -> list[int]:
+    """The frames a cached strip holds, from its sidecar."""
+    with open(path[: -len(".png")] + ".json", encoding="utf-8") as f:
+        return json.load(f)["frames"]
+
+
+def _summarize(
+    conditions,
+    metrics,
+    n: int,
+    chunks: dict[tuple[str, int], dict[str, Any]],
+    cfg: EvalConfig,
+    video_frames: int | None = None,
+):
+    """Per-image scores and each condition's summary (mean and 95% interval per metric), from every chunk.
+
+    For a video pipeline, a video's score is the mean of its frames' scores (kept under ``frame_scores``), and the
+    Inception Score is that of every frame kept, its interval resampling whole videos."""
+    scores: dict[str, dict[str, Any]] = {}
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     resamples = bootstrap_indices(n, cfg.num_bootstrap, cfg.seed)  # shared by all: paired intervals
     starts = range(0, n, cfg.score_batch_size)
@@ -291,13 +352,25 @@ def _summarize(conditions, metrics, n: int, chunks: dict[tuple[str, int], dict[s
             parts = [chunks[(name, start)][metric_name] for start in starts]
             if isinstance(metric, InceptionScoreMetric):
                 all_logits = torch.cat(parts)
+                k = len(all_logits) // n  # rows per video (1 for images)
                 summary[name][metric_name] = set_statistic_interval(
-                    lambda idx, m=metric, x=all_logits: m.score(x[torch.from_numpy(np.asarray(idx))]),
+                    lambda idx, m=metric, x=all_logits, k=k: m.score(x[_rows(idx, k)]),
                     n,
                     cfg.num_bootstrap,
                     cfg.seed,
                 )
+            elif video_frames is not None:
+                frames = [v for part in parts for v in part]
+                scores[name].setdefault("frame_scores", {})[metric_name] = frames
+                scores[name][metric_name] = [float(np.mean(v)) for v in frames]
+                summary[name][metric_name] = mean_interval(scores[name][metric_name], resamples)
             else:
                 scores[name][metric_name] = [v for part in parts for v in part]
                 summary[name][metric_name] = mean_interval(scores[name][metric_name], resamples)
     return scores, summary
+
+
+def _rows(indices, k: int) -> torch.Tensor:
+    """The logit rows of items ``indices`` when each item holds ``k`` consecutive rows (a video's frames)."""
+    idx = torch.from_numpy(np.asarray(indices, dtype=np.int64))
+    return (idx[:, None] * k + torch.arange(k)).reshape(-1) if k > 1 else idx

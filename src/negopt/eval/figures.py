@@ -51,19 +51,22 @@ def make_grid(
     captions: Sequence[Sequence[str | None]],
     *,
     cell_size: int = 256,
+    cell_width: int | None = None,
 ):
     """A Figure-1 style grid: one row per prompt (its text above), one column per condition or candidate (its label
     on top), each image captioned below (its negative prompt, and whatever else the caller writes there).
 
     Args:
-        images: ``images[row][column]``, PIL images (resized to ``cell_size`` squares).
+        images: ``images[row][column]``, PIL images (resized to ``cell_width`` x ``cell_size``).
         row_labels: The prompt of each row.
         column_labels: The label of each column (a condition, or ``"reward 0.42"``).
         captions: ``captions[row][column]``, the negative prompt (None: shown as "(no negative prompt)").
-        cell_size: Pixel size of each image.
+        cell_size: Pixel height of each image (and its width, unless ``cell_width`` is given).
+        cell_width: Pixel width of each image, for images that are not square (a video's frame strip); None for
+            ``cell_size``.
 
     Returns:
-        A PIL image ``len(column_labels) * cell_size`` pixels wide.
+        A PIL image ``len(column_labels) * cell_width`` pixels wide.
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -75,24 +78,25 @@ def make_grid(
     prompt_band = GRID_PROMPT_LINES * line + 2 * GRID_PAD
     caption_band = GRID_CAPTION_LINES * line + 2 * GRID_PAD
     row_height = prompt_band + cell_size + caption_band
-    width = max(1, len(column_labels)) * cell_size
+    cell_width = cell_size if cell_width is None else cell_width
+    width = max(1, len(column_labels)) * cell_width
     canvas = Image.new("RGB", (width, header + len(row_labels) * row_height), "white")
     draw = ImageDraw.Draw(canvas)
     for c, label in enumerate(column_labels):
-        text = _wrap(draw, label, font, cell_size - 2 * GRID_PAD, 1)[0] if label else ""
-        draw.text((c * cell_size + GRID_PAD, GRID_PAD), text, fill="black", font=font)
+        text = _wrap(draw, label, font, cell_width - 2 * GRID_PAD, 1)[0] if label else ""
+        draw.text((c * cell_width + GRID_PAD, GRID_PAD), text, fill="black", font=font)
     for r, prompt in enumerate(row_labels):
         y = header + r * row_height
         draw.line([(0, y), (width, y)], fill=(200, 200, 200))
         for k, text in enumerate(_wrap(draw, prompt, font, width - 2 * GRID_PAD, GRID_PROMPT_LINES)):
             draw.text((GRID_PAD, y + GRID_PAD + k * line), text, fill="black", font=font)
         for c in range(len(column_labels)):
-            image = images[r][c].convert("RGB").resize((cell_size, cell_size))
-            canvas.paste(image, (c * cell_size, y + prompt_band))
+            image = images[r][c].convert("RGB").resize((cell_width, cell_size))
+            canvas.paste(image, (c * cell_width, y + prompt_band))
             caption = captions[r][c]
             caption = "(no negative prompt)" if caption is None else (caption or '""')
-            x, y0 = c * cell_size + GRID_PAD, y + prompt_band + cell_size + GRID_PAD
-            for k, text in enumerate(_wrap(draw, caption, font, cell_size - 2 * GRID_PAD, GRID_CAPTION_LINES)):
+            x, y0 = c * cell_width + GRID_PAD, y + prompt_band + cell_size + GRID_PAD
+            for k, text in enumerate(_wrap(draw, caption, font, cell_width - 2 * GRID_PAD, GRID_CAPTION_LINES)):
                 draw.text((x, y0 + k * line), text, fill=(60, 60, 60), font=font)
     return canvas
 

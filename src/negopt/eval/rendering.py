@@ -1,7 +1,10 @@
 """Seeded image rendering, and an on-disk cache of rendered images keyed by everything that made them.
 
 :func:`render` is the one place a pipeline is called for images with a seed per prompt (``negopt eval`` and RL's
-sample images); :class:`ImageCache` lets an interrupted evaluation pick up where it stopped.
+sample images); :class:`ImageCache` lets an interrupted evaluation pick up where it stopped. A video pipeline's
+video is kept as a *frame strip*: a few frames sampled from it (:func:`sample_frames`), side by side in one image
+(:func:`frame_strip`), which the cache stores, the grid shows and the metrics score frame by frame
+(:func:`split_strip`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from negopt.pipeline.token_budget import quiet_sequence_length_warning
 __all__ = [
     "RESERVED_KWARGS",
     "render",
+    "sample_frames",
+    "frame_strip",
+    "split_strip",
     "check_pipeline_kwargs",
     "check_pipeline_counts",
     "warn_if_guidance_off",
@@ -101,6 +107,49 @@ def _quiet(pipeline: Any) -> Iterator[None]:
             owner.set_progress_bar_config(**before)
 
 
+def sample_frames(num_frames: int, k: int) -> list[int]:
+    """The indices of the ``k`` frames of a video that are scored: evenly spaced, the first and the last included
+    (rounded to the nearest frame); ``k=1`` gives the middle frame, and ``k >= num_frames`` every frame.
+
+    Example:
+        >>> sample_frames(81, 3)
+        [0, 40, 80]
+    """
+    if num_frames < 1 or k < 1:
+        raise ValueError(f"sample_frames needs num_frames >= 1 and k >= 1, got {num_frames} and {k}.")
+    if k >= num_frames:
+        return list(range(num_frames))
+    if k == 1:
+        return [(num_frames - 1) // 2]
+    return [round(j * (num_frames - 1) / (k - 1)) for j in range(k)]
+
+
+def frame_strip(frames: Sequence[Any]):
+    """The frames (PIL images of one size) side by side, left to right, in one RGB image."""
+    from PIL import Image
+
+    width, height = frames[0].size
+    if any(frame.size != (width, height) for frame in frames):
+        raise ValueError(f"frame_strip needs frames of one size, got {sorted({f.size for f in frames})}.")
+    strip = Image.new("RGB", (width * len(frames), height))
+    for j, frame in enumerate(frames):
+        strip.paste(frame.convert("RGB"), (j * width, 0))
+    return strip
+
+
+def split_strip(strip, k: int) -> list[Any]:
+    """The ``k`` frames of a :func:`frame_strip`, left to right.
+
+    Raises:
+        ValueError: The strip's width is not a multiple of ``k``.
+    """
+    width, height = strip.size
+    if k < 1 or width % k:
+        raise ValueError(f"a frame strip {width} pixels wide does not split into {k} frames.")
+    step = width // k
+    return [strip.crop((j * step, 0, (j + 1) * step, height)) for j in range(k)]
+
+
 def render(
     pipeline: Callable,
     prompts: Sequence[str],
@@ -108,6 +157,7 @@ def render(
     seeds: Sequence[int],
     *,
     pipeline_kwargs: Mapping[str, Any] | None = None,
+    video_frames: int | None = None,
 ) -> list[Any]:
     """One image per prompt, prompt ``i`` from a CPU ``torch.Generator`` seeded with ``seeds[i]``, in one call.
 
@@ -117,18 +167,22 @@ def render(
 
     Args:
         pipeline: A diffusers pipeline (anything called as ``pipeline(prompt=[...], negative_prompt=[...],
-            generator=[...], output_type="pil")`` that returns ``.images``).
+            generator=[...], output_type="pil")`` that returns ``.images``, or ``.frames`` for a video pipeline).
         prompts: The prompts.
         negative_prompts: One negative per prompt, or None to pass no ``negative_prompt`` at all.
         seeds: One seed per prompt.
         pipeline_kwargs: More arguments of the call (``num_inference_steps``, ``guidance_scale``...).
+        video_frames: For a video pipeline, how many frames of each video to keep (:func:`sample_frames`); each
+            video then comes back as their :func:`frame_strip`, whose ``info["frames"]`` lists the frames kept and
+            ``info["num_frames"]`` the video's length. None for an image pipeline.
 
     Returns:
-        The PIL images, in the prompts' order.
+        The PIL images (or frame strips), in the prompts' order.
 
     Raises:
         ValueError: The lengths differ.
-        TypeError: The pipeline did not return one image per prompt in ``.images``.
+        TypeError: The pipeline did not return one image per prompt in ``.images`` (or, with ``video_frames``, one
+            video per prompt in ``.frames``).
     """
     if len(seeds) != len(prompts) or (negative_prompts is not None and len(negative_prompts) != len(prompts)):
         raise ValueError(
@@ -143,34 +197,57 @@ def render(
     call["output_type"] = "pil"
     with _quiet(pipeline):
         output = pipeline(**call)
+    if video_frames is not None:
+        videos = getattr(output, "frames", None)
+        if videos is None or len(videos) != len(prompts):
+            raise TypeError(
+                f"the pipeline returned {type(output).__name__} without one video per prompt in .frames; "
+                "video_frames is for a video pipeline (Wan, LTX-Video, ...)."
+            )
+        strips = []
+        for video in videos:
+            kept = sample_frames(len(video), video_frames)
+            strip = frame_strip([video[j] for j in kept])
+            strip.info.update(frames=kept, num_frames=len(video))
+            strips.append(strip)
+        return strips
     images = getattr(output, "images", None)
     if images is None or len(images) != len(prompts):
+        hint = (
+            " It returned .frames: pass video_frames (negopt eval does so for a video pipeline)."
+            if getattr(output, "frames", None) is not None
+            else ""
+        )
         raise TypeError(
             f"the pipeline returned {type(output).__name__} without one image per prompt in .images; "
-            "negopt needs a text-to-image pipeline."
+            f"negopt needs a text-to-image pipeline.{hint}"
         )
     return list(images)
 
 
 class ImageCache:
     """Rendered images on disk: ``folder/<condition>/<index>-<hash>.png`` with a ``.json`` sidecar (prompt, negative
-    prompt, seed). The hash covers the prompt, negative prompt, seed and pipeline arguments; change the pipeline
-    itself and use a new folder.
+    prompt, seed). The hash covers the prompt, negative prompt, seed and pipeline arguments (and, for a video
+    pipeline, the number of frames kept in each strip); change the pipeline itself and use a new folder.
 
     Args:
         folder: Where the images go.
         pipeline_kwargs: The arguments of every pipeline call (part of each image's hash).
+        video_frames: For a video pipeline, the frames kept of each video (part of each strip's hash); None for
+            images, whose hashes it leaves as they were.
     """
 
-    def __init__(self, folder: str | os.PathLike, pipeline_kwargs: Mapping[str, Any]):
+    def __init__(self, folder: str | os.PathLike, pipeline_kwargs: Mapping[str, Any], video_frames: int | None = None):
         self.folder = os.fspath(folder)
         self.pipeline_kwargs = dict(pipeline_kwargs)
+        self.video_frames = video_frames
 
     def path(self, condition: str, index: int, prompt: str, negative: str | None, seed: int) -> str:
         """The image file of one render (whether or not it exists yet)."""
-        payload = json.dumps(
-            [prompt, negative, seed, self.pipeline_kwargs], sort_keys=True, default=repr, ensure_ascii=False
-        )
+        key: list[Any] = [prompt, negative, seed, self.pipeline_kwargs]
+        if self.video_frames is not None:
+            key.append({"video_frames": self.video_frames})
+        payload = json.dumps(key, sort_keys=True, default=repr, ensure_ascii=False)
         digest = hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
         return os.path.join(self.folder, condition, f"{index:05d}-{digest}.png")
 
