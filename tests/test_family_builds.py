@@ -1,6 +1,7 @@
 """What NegOptPipeline does for the newest image families and two more video families, each on a tiny real build
-(tests/tiny_families.py): the slots it fills, the same images or frames as the bare pipeline given the same
-negatives, and each family's trap (Qwen-Image's doubled step, Flux.2's missing slot, Klein's embeddings, true CFG)."""
+(tests/tiny_families.py, tests/tiny_video.py): the slots it fills, the same images or frames as the bare pipeline
+given the same negatives, and each family's trap (Qwen-Image's doubled step, Flux.2's missing slot, Klein's
+embeddings, true CFG)."""
 
 from __future__ import annotations
 
@@ -252,7 +253,7 @@ def test_a_distilled_klein_is_refused():
 
 # ----------------------------------------------------------------------------------------------------- HunyuanVideo
 def test_hunyuan_video_fills_both_slots_and_acts_with_true_cfg():
-    from tiny_families import hunyuan_prompt_template, tiny_hunyuan_video
+    from tiny_video import hunyuan_prompt_template, tiny_hunyuan_video
 
     hunyuan = tiny_hunyuan_video()
     pipe = NegOptPipeline(hunyuan)
@@ -275,7 +276,7 @@ def test_hunyuan_video_fills_both_slots_and_acts_with_true_cfg():
 
 # -------------------------------------------------------------------------------------------------------- CogVideoX
 def test_cogvideox_fills_its_slot_with_the_video_negative():
-    from tiny_families import tiny_cogvideox
+    from tiny_video import tiny_cogvideox
 
     cog = tiny_cogvideox()
     pipe = NegOptPipeline(cog)

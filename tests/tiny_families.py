@@ -1,4 +1,4 @@
-"""Tiny real diffusers pipelines of the newest image families and two more video families, built in-process.
+"""Tiny real diffusers pipelines of the newest image families, built in-process (the video ones: tiny_video.py).
 
 Sizes follow diffusers' own fast pipeline tests. Their tokenizers come from the hub there; here each is built
 offline: T5 encoders take ``ByT5Tokenizer`` (no vocabulary file), CLIP encoders the byte-level
@@ -6,7 +6,8 @@ offline: T5 encoders take ``ByT5Tokenizer`` (no vocabulary file), CLIP encoders 
 byte-level BPE from :func:`byte_tokenizer`: the 256 byte symbols and the special tokens the pipeline's template uses,
 wrapped in the transformers class the pipeline expects. A byte-level tokenizer cuts a prompt template into more tokens
 than the real one, so a pipeline that drops the template's tokens by a fixed count (Qwen-Image's
-``prompt_template_encode_start_idx``, HunyuanVideo's ``crop_start``) is given the count for this tokenizer.
+``prompt_template_encode_start_idx``; HunyuanVideo's ``crop_start`` in tiny_video.py) is given the count for this
+tokenizer.
 
 Every builder is deterministic for a given seed and returns a pipeline on the CPU in float32 with its progress bar
 off.
@@ -28,9 +29,6 @@ __all__ = [
     "tiny_sana",
     "tiny_flux2",
     "tiny_flux2_klein",
-    "tiny_hunyuan_video",
-    "hunyuan_prompt_template",
-    "tiny_cogvideox",
 ]
 
 
@@ -491,146 +489,5 @@ def tiny_flux2_klein(seed: int = 0, is_distilled: bool = False):
         transformer=transformer,
         vae=vae,
         is_distilled=is_distilled,
-    )
-    return _ready(pipe)
-
-
-# ----------------------------------------------------------------------------------------------------- HunyuanVideo
-def tiny_hunyuan_video(seed: int = 0):
-    """HunyuanVideo: a Llama text encoder (hidden size 16) on a byte-level tokenizer and a CLIP encoder (hidden size
-    8); the negative acts through ``true_cfg_scale``. Call with ``height=16, width=16, num_frames=9`` and
-    ``prompt_template=hunyuan_prompt_template(pipe)``."""
-    from diffusers import (
-        AutoencoderKLHunyuanVideo,
-        FlowMatchEulerDiscreteScheduler,
-        HunyuanVideoPipeline,
-        HunyuanVideoTransformer3DModel,
-    )
-    from transformers import CLIPTextModel, LlamaConfig, LlamaModel
-
-    torch.manual_seed(seed)
-    transformer = HunyuanVideoTransformer3DModel(
-        in_channels=4,
-        out_channels=4,
-        num_attention_heads=2,
-        attention_head_dim=10,
-        num_layers=1,
-        num_single_layers=1,
-        num_refiner_layers=1,
-        patch_size=1,
-        patch_size_t=1,
-        guidance_embeds=True,
-        text_embed_dim=16,
-        pooled_projection_dim=8,
-        rope_axes_dim=(2, 4, 4),
-    )
-    torch.manual_seed(seed)
-    vae = AutoencoderKLHunyuanVideo(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        down_block_types=("HunyuanVideoDownBlock3D",) * 4,
-        up_block_types=("HunyuanVideoUpBlock3D",) * 4,
-        block_out_channels=(8, 8, 8, 8),
-        layers_per_block=1,
-        act_fn="silu",
-        norm_num_groups=4,
-        scaling_factor=0.476986,
-        spatial_compression_ratio=8,
-        temporal_compression_ratio=4,
-        mid_block_add_attention=True,
-    )
-    tokenizer = byte_tokenizer(
-        special_tokens=(
-            "<|begin_of_text|>",
-            "<|end_of_text|>",
-            "<|start_header_id|>",
-            "<|end_header_id|>",
-            "<|eot_id|>",
-        ),
-        bos_token="<|begin_of_text|>",
-        eos_token="<|end_of_text|>",
-        pad_token="<|end_of_text|>",
-        model_max_length=1024,
-    )
-    llama = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        max_position_embeddings=1024,
-    )
-    torch.manual_seed(seed)
-    text_encoder = LlamaModel(llama).eval()
-    tokenizer_2 = tiny_clip_tokenizer()
-    torch.manual_seed(seed)
-    text_encoder_2 = CLIPTextModel(_clip_config(tokenizer_2, hidden_size=8)).eval()
-    pipe = HunyuanVideoPipeline(
-        transformer=transformer.eval(),
-        vae=vae.eval(),
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        text_encoder_2=text_encoder_2,
-        tokenizer_2=tokenizer_2,
-    )
-    return _ready(pipe)
-
-
-def hunyuan_prompt_template(pipe) -> dict:
-    """HunyuanVideo's own prompt template, with the ``crop_start`` (95 for the real Llama tokenizer) counted for the
-    tiny pipeline's byte-level one."""
-    import inspect
-
-    template = inspect.signature(type(pipe).__call__).parameters["prompt_template"].default["template"]
-    return {"template": template, "crop_start": _template_tokens(pipe.tokenizer, template)}
-
-
-# -------------------------------------------------------------------------------------------------------- CogVideoX
-def tiny_cogvideox(seed: int = 0, max_text_seq_length: int = 300):
-    """CogVideoX: one T5 encoder (``ByT5Tokenizer``); call with ``height=16, width=16, num_frames=9`` and
-    ``max_sequence_length`` equal to ``max_text_seq_length`` (the transformer's text positions; 300 bytes holds a
-    built-in video negative whole)."""
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline, CogVideoXTransformer3DModel, DDIMScheduler
-
-    torch.manual_seed(seed)
-    transformer = CogVideoXTransformer3DModel(
-        num_attention_heads=4,
-        attention_head_dim=8,
-        in_channels=4,
-        out_channels=4,
-        time_embed_dim=2,
-        text_embed_dim=32,
-        num_layers=1,
-        sample_width=2,
-        sample_height=2,
-        sample_frames=9,
-        patch_size=2,
-        temporal_compression_ratio=4,
-        max_text_seq_length=max_text_seq_length,
-    )
-    torch.manual_seed(seed)
-    vae = AutoencoderKLCogVideoX(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("CogVideoXDownBlock3D",) * 4,
-        up_block_types=("CogVideoXUpBlock3D",) * 4,
-        block_out_channels=(8, 8, 8, 8),
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=2,
-        temporal_compression_ratio=4,
-    )
-    text_encoder, tokenizer = _t5_encoder(d_model=32, seed=seed)
-    pipe = CogVideoXPipeline(
-        tokenizer=tokenizer,
-        text_encoder=text_encoder,
-        vae=vae.eval(),
-        transformer=transformer.eval(),
-        scheduler=DDIMScheduler(),
     )
     return _ready(pipe)
