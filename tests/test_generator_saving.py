@@ -220,3 +220,20 @@ def test_saving_inside_disable_adapter_warns(tmp_path, lora_dir):
     with gen.model.disable_adapter(), pytest.warns(UserWarning, match=r"inside disable_adapter\(\).*runs with it"):
         gen.save_pretrained(tmp_path)
     assert_same_weights(tmp_path, lora_dir)
+
+
+def test_an_adapters_generation_config_is_saved_with_it(tmp_path, lora_dir):
+    # An adapter folder holds no model config, so an edit of model.generation_config was lost on save.
+    gen = NegOptGenerator.from_pretrained(lora_dir)
+    before = gen(PROMPTS, **SHORT)
+    written = {t for text in before for t in gen.tokenizer(text, add_special_tokens=False)["input_ids"][:2]}
+    gen.model.generation_config.min_new_tokens = 11
+    gen.model.generation_config.bad_words_ids = [[t] for t in sorted(written)]  # the first tokens it wrote
+    edited = gen(PROMPTS, **SHORT)
+    assert edited != before
+    gen.save_pretrained(tmp_path)
+    loaded = NegOptGenerator.from_pretrained(tmp_path)
+    assert loaded.model.generation_config.min_new_tokens == 11
+    assert loaded(PROMPTS, **SHORT) == edited
+    # A folder written by peft alone (no generation_config.json) keeps the base model's settings.
+    assert NegOptGenerator.from_pretrained(lora_dir).model.generation_config.min_new_tokens is None

@@ -20,7 +20,13 @@ from negopt.generator import cache, inputs
 from negopt.generator.cache import LRUCache, check_cache_size
 from negopt.generator.fastpath import prepare as fastpath
 from negopt.generator.fastpath.greedy import GreedyDecoder
-from negopt.generator.saving import GeneratorSavingMixin, Unoptimized, keep_unoptimized, saved_config
+from negopt.generator.saving import (
+    GeneratorSavingMixin,
+    Unoptimized,
+    keep_unoptimized,
+    load_generation_config,
+    saved_config,
+)
 from negopt.hub import ADAPTER_CONFIG_NAME
 from negopt.text import clean_negative, strip_echo
 
@@ -367,6 +373,7 @@ class NegOptGenerator(GeneratorSavingMixin):
             trust_remote_code=trust_remote_code,
         )
         config = saved_config(loaded, name_or_path)
+        load_generation_config(loaded)
         generator = cls(loaded.model, loaded.tokenizer, config)
         if device is not None:
             generator.to(device)
@@ -391,7 +398,9 @@ class NegOptGenerator(GeneratorSavingMixin):
         call per prompt: padding is masked out, a causal model's position ids follow its attention mask (left
         padding), padding never counts for ``no_repeat_ngram_size`` or ``repetition_penalty``, and each output is
         cut at its first EOS. The logits can differ in the last float bits (matrix shapes change with the
-        padding), which could only matter for an exact tie between two tokens.
+        padding), which could only matter for an exact tie between two tokens in float32; in torch's reduced
+        precision (:meth:`optimize` ``"bfloat16"`` or ``"int8"``, a cast model) such differences are larger, and
+        a batched call can give some prompts another text than one call each.
 
         The output is cleaned: an echo of the prompt is removed, whitespace and commas are normalised, repeated
         terms dropped; A1111 weights such as ``(blurry:1.3)`` are kept as written. An empty or whitespace-only

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from negopt.hub import LoadedLM
 
-__all__ = ["GeneratorSavingMixin", "Unoptimized", "keep_unoptimized", "saved_config"]
+__all__ = ["GeneratorSavingMixin", "Unoptimized", "keep_unoptimized", "load_generation_config", "saved_config"]
 
 
 @dataclasses.dataclass
@@ -84,6 +84,16 @@ def keep_unoptimized(
     watch = ModelWatch()
     weights = _cpu_copies(model) if cast else None
     return Unoptimized(model, model, weights, dtype if cast else None, watch.values(model), watch)
+
+
+def load_generation_config(loaded: LoadedLM) -> None:
+    """Give an adapter's base model the ``generation_config.json`` that :meth:`GeneratorSavingMixin.save_pretrained`
+    writes beside the adapter (the generator's settings when saved); a folder without one keeps the base's."""
+    path = os.path.join(loaded.folder, "generation_config.json")
+    if loaded.is_adapter and os.path.isfile(path):
+        from transformers import GenerationConfig
+
+        loaded.model.get_base_model().generation_config = GenerationConfig.from_pretrained(loaded.folder)
 
 
 def saved_config(loaded: LoadedLM, name_or_path: str | os.PathLike) -> NegOptConfig | None:
@@ -308,6 +318,9 @@ def _save_adapter(model: Any, folder: str, state_dict: dict[str, torch.Tensor] |
             if name.startswith("adapter_") and os.path.isfile(os.path.join(source, name)):
                 shutil.move(os.path.join(source, name), os.path.join(folder, name))
     _record_scale(model, active, os.path.join(folder, hub.ADAPTER_CONFIG_NAME))
+    # The base model's generation settings as the generator runs them (an edit of model.generation_config would be
+    # lost otherwise: the adapter folder holds no model config); from_pretrained reads them back.
+    model.get_base_model().generation_config.save_pretrained(folder)
 
 
 def _record_scale(model: Any, adapter: str, config_path: str) -> None:
