@@ -381,8 +381,12 @@ def test_output_dir_loads_with_negopt_generator(tmp_path, pipe, bases):
 
 @pytest.mark.parametrize("kind", ["seq2seq", "causal"])
 def test_reward_rises(tmp_path, pipe, bases, kind):
-    """The optimiser optimises: a reward the tiny generator can learn rises clearly within a few dozen steps."""
-    trainer = _trainer(pipe, bases, tmp_path, kind, max_steps=40, learning_rate=1e-2)
+    """The optimiser optimises: a reward the tiny generator can learn rises clearly within a few dozen steps.
+
+    Gradient clipping off: advantages are in units of the reward's spread, and this wide-init GPT-2's gradient norms
+    then sit about the default clip of 1 (0.5 to 2), which slows it by an amount that depends on the seed; clipping
+    is not what this test is about."""
+    trainer = _trainer(pipe, bases, tmp_path, kind, max_steps=40, learning_rate=1e-2, max_grad_norm=None)
     trainer.train()
     rewards = [m["reward/mean"] for m in trainer.log_history]
     first, last = sum(rewards[:4]) / 4, sum(rewards[-4:]) / 4

@@ -9,6 +9,7 @@ probability) can be compared with the gradient of the objective the docs state, 
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -58,16 +59,16 @@ def _reach(p: dict, h) -> torch.Tensor:
     return _seq_prob(p, h)
 
 
-def _trainer_expected_grad(theta, ref, rewards, loss_type, kl_mode, beta, temperature):
+def _trainer_expected_grad(theta, ref, rewards, loss_type, kl_mode, beta, temperature, scale=1.0):
     """sum_y pi(y) grad loss(y): the trainer's functions on every sequence, weighted by its probability."""
     logits, tokens, mask = _batch(theta)
     logp = obj.token_logprobs(logits, tokens, temperature)
     old = logp.detach()
     ref_logp = obj.token_logprobs(_batch(ref)[0], tokens, temperature)
     probs = torch.exp((old * mask).sum(dim=1)).float()
-    adv = rewards.float()
+    adv = rewards.float() / scale
     if kl_mode == "reward":
-        adv = obj.penalized_rewards(adv, old, ref_logp, mask, beta)
+        adv = obj.penalized_rewards(rewards.float(), old, ref_logp, mask, beta, scale)
     loss, _ = obj.policy_loss(
         logp,
         old,
@@ -84,12 +85,13 @@ def _trainer_expected_grad(theta, ref, rewards, loss_type, kl_mode, beta, temper
     return grad
 
 
-def _objective(theta, ref, rewards, loss_type, kl_mode, beta, temperature):
-    """The objective J(theta) the docs state (docs/guides/rl.md, rl_objective's docstring); the loss is -J."""
+def _objective(theta, ref, rewards, loss_type, kl_mode, beta, temperature, scale=1.0):
+    """The objective J(theta) the docs state (docs/guides/rl.md, rl_objective's docstring); the loss is -J. The
+    reward counts in units of its scale s: E[r] / s - beta KL."""
     p, q = _probs(theta, temperature), _probs(ref, temperature)
     pd = {h: v.detach() for h, v in p.items()}
     J = torch.zeros((), dtype=torch.float64)
-    for y, r in zip(SEQS, rewards):
+    for y, r in zip(SEQS, rewards / scale):
         pi_y, ref_y = _seq_prob(p, y), _seq_prob(q, y)
         w = 1.0 / L if loss_type == "dr_grpo" else 1.0 / len(y)
         if kl_mode == "reward" and loss_type == "grpo":
@@ -125,6 +127,111 @@ def test_expected_gradient_is_the_stated_objectives(loss_type, kl_mode, temperat
     (expected,) = torch.autograd.grad(-_objective(theta, ref, rewards, loss_type, kl_mode, beta, temperature), theta)
     torch.testing.assert_close(mine.double(), expected, atol=1e-5, rtol=0)
     assert expected.abs().max() > 1e-2  # a real gradient, not two zeros
+
+
+@pytest.mark.parametrize("kl_mode", ["reward", "loss"])
+def test_the_penalty_is_priced_in_units_of_the_reward_scale(kl_mode):
+    """Rewards in small units (spread 0.02) over their scale s: the expected gradient is that of
+    E[r] / s - beta KL, which is the same as for the rewards in unit spread: the penalty's strength does not depend
+    on the reward's units. Without the scale, the KL term would be 50 times stronger here."""
+    theta, ref, rewards = _tables()
+    small, scale = 0.02 * rewards + 0.5, 0.02
+    mine = _trainer_expected_grad(theta, ref, small, "dr_grpo", kl_mode, 0.3, 1.0, scale)
+    (expected,) = torch.autograd.grad(-_objective(theta, ref, small, "dr_grpo", kl_mode, 0.3, 1.0, scale), theta)
+    torch.testing.assert_close(mine.double(), expected, atol=1e-5, rtol=0)
+    # The offset 0.5 / s is a constant: with dr_grpo it leaves the expected gradient alone, so this equals the
+    # unit-spread case exactly.
+    unit = _trainer_expected_grad(theta, ref, rewards, "dr_grpo", kl_mode, 0.3, 1.0)
+    torch.testing.assert_close(mine, unit, atol=1e-5, rtol=0)
+    raw = _trainer_expected_grad(theta, ref, small, "dr_grpo", kl_mode, 0.3, 1.0)  # the old, unit-bound penalty
+    assert (raw - unit).abs().max() > 1e-2
+
+
+def test_reward_scale_is_the_pooled_within_group_spread():
+    nan = float("nan")
+    rewards = torch.tensor([0.30, 0.32, nan, 0.31, 0.5, 0.5, 0.5, 0.5, nan, nan, nan, 0.9])
+    ss, dof, sum_sq, count = obj.reward_moments(rewards, 4)
+    # Group 1: 0.30, 0.32, 0.31 about 0.31, two degrees of freedom; group 2 no spread, three; group 3 has one
+    # finite reward and counts for nothing.
+    assert ss == pytest.approx(0.01**2 + 0.01**2, rel=1e-5) and dof == 5 and count == 7  # float32 rewards
+    assert sum_sq == pytest.approx(0.30**2 + 0.32**2 + 0.31**2 + 4 * 0.25, rel=1e-6)
+    assert obj.reward_scale(ss / dof, sum_sq / count) == pytest.approx(math.sqrt(0.0002 / 5), rel=1e-5)
+    # Rounding noise is not blown up to a unit: the floor is NOISE_RTOL of the reward's root mean square.
+    assert obj.reward_scale(0.0, 4.0) == pytest.approx(2e-5)
+    assert obj.reward_scale(None, None) == 1.0 and obj.reward_scale(0.0, 0.0) == 1.0
+    assert obj.running_average(None, 3.0) == 3.0
+    assert obj.running_average(3.0, 5.0) == pytest.approx(0.9 * 3 + 0.1 * 5)
+
+
+# ------------------------------------------------------------------------------------------------------ PPO passes
+def _clip_case():
+    """Every sequence, a policy moved away from the one that sampled (ratios well off 1 both ways), advantages of
+    both signs."""
+    theta, _, rewards = _tables(4)
+    g = torch.Generator().manual_seed(5)
+    old_table = (theta + 0.6 * torch.randn(theta.shape, generator=g, dtype=torch.float64)).detach()
+    return theta, old_table, rewards - rewards.mean()
+
+
+def _clipped_objective(theta, old_table, adv, loss_type, eps, num_sequences, weights):
+    """PPO's clipped surrogate written out per token from the two policies' next-token tables, in its piecewise
+    form: a positive advantage's ratio counts up to 1 + eps, a negative one's down to 1 - eps."""
+    p, p_old = _probs(theta, 1.0), _probs(old_table, 1.0)
+    J = torch.zeros((), dtype=torch.float64)
+    for y, a, w in zip(SEQS, adv, weights):
+        terms = []
+        for t in range(len(y)):
+            rho = p[y[:t]][y[t]] / p_old[y[:t]][y[t]]
+            terms.append(torch.clamp(rho, max=1 + eps) * a if a >= 0 else torch.clamp(rho, min=1 - eps) * a)
+        J = J + w * sum(terms) / (L if loss_type == "dr_grpo" else len(y))
+    return J / num_sequences
+
+
+@pytest.mark.parametrize("loss_type", ["dr_grpo", "grpo"])
+def test_ppo_clipping_is_the_clipped_objective(loss_type):
+    """A later PPO pass (ratio away from 1): the loss and its gradient are those of the clipped surrogate, and
+    clipping binds on some tokens (there the token's gradient is 0)."""
+    theta, old_table, adv = _clip_case()
+    eps = 0.2
+    logits, tokens, mask = _batch(theta)
+    logp = obj.token_logprobs(logits, tokens)
+    old = obj.token_logprobs(_batch(old_table)[0], tokens)
+    weights = torch.ones(len(SEQS))
+    loss, stats = obj.policy_loss(
+        logp, old, mask, adv, weights, loss_type=loss_type, max_new_tokens=L, num_sequences=len(SEQS), clip_range=eps
+    )
+    (mine,) = torch.autograd.grad(loss, theta, retain_graph=True)
+    J = _clipped_objective(theta, old_table, adv, loss_type, eps, len(SEQS), weights)
+    (expected,) = torch.autograd.grad(-J, theta)
+    torch.testing.assert_close(loss.double(), -J.detach(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(mine.double(), expected, atol=1e-6, rtol=0)
+    # The case exercises clipping: tokens clipped in both directions, and some where clipping binds.
+    ratio = torch.exp(logp - old).detach()
+    a = adv[:, None]
+    binds = (((ratio > 1 + eps) & (a > 0)) | ((ratio < 1 - eps) & (a < 0))) & mask.bool()
+    assert binds.sum() >= 3 and ((ratio > 1 + eps) & mask.bool()).any() and ((ratio < 1 - eps) & mask.bool()).any()
+    unclipped = -(torch.exp(logp - old) * adv[:, None].float() * mask).sum() / L / len(SEQS)
+    (plain,) = torch.autograd.grad(unclipped, theta)
+    assert (plain.double() - expected).abs().max() > 1e-2  # clipping changes the gradient: the check can see it
+    # stats["clipped"] counts every token whose ratio left [1 - eps, 1 + eps], whether clipping binds there or not.
+    assert torch.equal(stats["clipped"].bool(), (((ratio - 1).abs() > eps) & mask.bool()))
+
+
+def test_the_loss_is_a_share_of_the_whole_step():
+    """num_sequences is the step's kept count over all processes, not this batch's: a process's loss is its kept
+    sequences' sum over that count (dropped ones, weight 0, add nothing)."""
+    theta, old_table, adv = _clip_case()
+    logits, tokens, mask = _batch(theta)
+    logp = obj.token_logprobs(logits, tokens)
+    old = obj.token_logprobs(_batch(old_table)[0], tokens)
+    weights = torch.tensor([1.0, 0.0] * 7 + [1.0])  # 8 of the 15 kept here
+    step_count = 21  # with 13 more on other processes
+    loss, _ = obj.policy_loss(
+        logp, old, mask, adv, weights, loss_type="dr_grpo", max_new_tokens=L, num_sequences=step_count
+    )
+    J = _clipped_objective(theta, old_table, adv, "dr_grpo", 0.2, step_count, weights)
+    torch.testing.assert_close(loss.double(), -J.detach(), atol=1e-6, rtol=0)
+    assert abs(float(loss.detach()) * (step_count / 8 - 1)) > 1e-2  # dividing by the 8 kept here would show
 
 
 def test_the_two_aggregations_differ_by_the_length_weight():

@@ -73,10 +73,14 @@ class RLConfig:
         baseline_image: Also make each prompt's image with the negative omitted (same seed), exactly what the bare
             pipeline makes with no negative (not ``""``, which SDXL treats differently); its reward is logged as
             ``reward/no_negative`` and the difference as ``reward/gain``.
-        kl_coef: Weight of the KL penalty to the starting policy (0 turns it off and skips its forward pass).
+        kl_coef: Weight of the KL penalty to the starting policy (0 turns it off and skips its forward pass), in
+            units of the reward's spread: rewards are divided by their running within-prompt standard deviation ``s``
+            (logged as ``reward_scale``) before advantages and penalty, so ``kl_coef`` is the price of one nat of KL
+            in those standard deviations, whatever the reward's units (see the RL guide, "The reward's units").
         kl_mode: Where the penalty acts. ``"reward"`` (default, the classic RLHF penalty): each sequence's reward
-            loses ``kl_coef * sum_t (log pi(y_t) - log pi_ref(y_t))`` (detached) before advantages are taken; its
-            expected gradient (with ``loss_type="dr_grpo"``) is that of ``KL(pi || pi_ref)`` over whole sequences.
+            ``r / s`` loses ``kl_coef * sum_t (log pi(y_t) - log pi_ref(y_t))`` (detached) before advantages are
+            taken; its expected gradient (with ``loss_type="dr_grpo"``) is that of ``KL(pi || pi_ref)`` over whole
+            sequences.
             ``"loss"`` (as GRPO): the k3 estimator ``exp(d) - d - 1`` (``d = log pi_ref - log pi`` per token) is
             added to the loss; its expected gradient is that of the reverse ``KL(pi_ref || pi)`` at each visited
             context. The logged ``kl`` is the penalty's own estimate, in nats per sequence.
@@ -249,6 +253,9 @@ class RLTrainerState:
 
     step: int = 0
     reward_mean_ema: float | None = None
+    # Running averages of the reward's within-group variance and of its square (objective.reward_scale).
+    reward_var_ema: float | None = None
+    reward_sq_ema: float | None = None
     rewards_seen: int = 0
     rewards_dropped: int = 0
     groups_skipped: int = 0

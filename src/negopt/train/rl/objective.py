@@ -6,8 +6,19 @@ No model, no trainer: every function takes tensors and returns tensors, so the e
 
 Notation: a prompt ``x``, a sampled negative ``y = (y_1 .. y_T)`` (``T = |y|`` tokens up to and including EOS),
 ``pi`` the policy being trained, ``pi_old`` the policy that sampled ``y`` (equal to ``pi`` in the first PPO pass),
-``pi_ref`` the starting policy, ``r(y)`` the reward, ``A(y)`` the advantage, ``beta = kl_coef``,
-``L = max_new_tokens``, ``rho_t = pi(y_t | x, y_<t) / pi_old(y_t | x, y_<t)`` and ``sg`` a stop-gradient.
+``pi_ref`` the starting policy, ``r(y)`` the reward, ``s`` the reward's running scale (below), ``A(y)`` the advantage,
+``beta = kl_coef``, ``L = max_new_tokens``, ``rho_t = pi(y_t | x, y_<t) / pi_old(y_t | x, y_<t)`` and ``sg`` a
+stop-gradient.
+
+The reward's units (:func:`reward_moments`, :func:`reward_scale`): everything below works on ``r / s``, where ``s`` is
+the standard deviation of the reward *within* a prompt's group (the spread advantages compare), pooled over the
+groups of a step and averaged over the steps before this one (an exponential moving average of the variance, decay
+``SCALE_DECAY``; the first step with a spread uses its own)::
+
+    s = max(sqrt(EMA[sum_g sum_i (r_gi - mean_g r)^2 / sum_g (n_g - 1)]), NOISE_RTOL * sqrt(EMA[mean r^2]))  (1 if 0)
+
+So ``beta`` is the price of one nat of KL in within-prompt standard deviations of the reward, whatever its units: a
+reward ``a r + b`` (``a > 0``) trains exactly as ``r`` does.
 
 Per-token loss (PPO's clipped surrogate; with one pass ``rho_t = 1`` and its gradient is ``-A grad log pi``)::
 
@@ -21,10 +32,11 @@ Aggregation (``loss_type``), over the N kept sequences of a step::
 
 KL penalty (``kl_mode``)::
 
-    "reward":  A is taken from r'(y) = r(y) - beta sg[sum_t log pi_old(y_t|.) - log pi_ref(y_t|.)]
+    "reward":  A is taken from r'(y) = r(y) / s - beta sg[sum_t log pi_old(y_t|.) - log pi_ref(y_t|.)]
                with "dr_grpo" and a baseline that does not depend on y:
-               E[grad loss] = -grad (E_pi[r] - beta KL(pi || pi_ref)) / L          (KL over whole sequences)
-    "loss":    beta k3_t in l_t;  E[grad sum_t k3_t] = sum_t E_{h_t ~ pi}[grad KL(pi_ref(.|h_t) || pi(.|h_t))]
+               E[grad loss] = -grad (E_pi[r] / s - beta KL(pi || pi_ref)) / L      (KL over whole sequences)
+    "loss":    A is taken from r(y) / s, and beta k3_t is in l_t;
+               E[grad sum_t k3_t] = sum_t E_{h_t ~ pi}[grad KL(pi_ref(.|h_t) || pi(.|h_t))]
                (the reverse KL at each visited context h_t, the contexts' probabilities not differentiated; GRPO's)
 
 The logged ``kl`` is :func:`sequence_kl` of the mode in use: nats per sequence, the penalty divided by ``beta``
@@ -33,15 +45,28 @@ The logged ``kl`` is :func:`sequence_kl` of the mode in use: nats per sequence, 
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 
-__all__ = ["group_advantages", "penalized_rewards", "policy_loss", "sequence_kl", "token_logprobs"]
+__all__ = [
+    "group_advantages",
+    "penalized_rewards",
+    "policy_loss",
+    "reward_moments",
+    "reward_scale",
+    "running_average",
+    "sequence_kl",
+    "token_logprobs",
+]
 
 # A group_norm group whose standard deviation is below this fraction of its largest |reward| differs only in
-# rounding noise: it carries no signal and gets advantage 0 (float32's resolution is ~1.2e-7 relative).
+# rounding noise: it carries no signal and gets advantage 0 (float32's resolution is ~1.2e-7 relative). The same
+# fraction of the reward's root mean square floors its running scale, so rounding noise is never blown up to a unit.
 NOISE_RTOL = 1e-5
+# Decay of the moving averages behind the reward's scale: about the last ten steps count.
+SCALE_DECAY = 0.9
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -96,6 +121,38 @@ def group_advantages(
     return adv.flatten(), ok.flatten().float(), int((~group_ok).sum())
 
 
+def reward_moments(rewards: torch.Tensor, group_size: int) -> list[float]:
+    """What the reward's scale is made of, over the finite rewards of groups with at least two of them.
+
+    Returns:
+        ``[ss, dof, sum_sq, count]``: the sum of squared deviations from each group's own mean, its degrees of
+        freedom ``sum_g (n_g - 1)``, the sum of squared rewards and their count. Sums, so that processes add them up;
+        ``ss / dof`` is the pooled within-group variance, ``sum_sq / count`` the mean square.
+    """
+    r = rewards.double().view(-1, group_size)
+    ok = torch.isfinite(r)
+    ok = ok & (ok.sum(dim=1, keepdim=True) >= 2)
+    rz = torch.where(ok, r, torch.zeros_like(r))
+    n = ok.sum(dim=1, keepdim=True)
+    mean = rz.sum(dim=1, keepdim=True) / n.clamp(min=1)
+    ss = float((((rz - mean) ** 2) * ok).sum())
+    return [ss, float((n - 1).clamp(min=0).sum()), float((rz**2).sum()), float(ok.sum())]
+
+
+def reward_scale(variance: float | None, mean_square: float | None) -> float:
+    """``s = max(sqrt(variance), NOISE_RTOL * sqrt(mean_square))``, the unit rewards are divided by; 1 when that is 0
+    or unknown (no spread and no reward seen: the rewards' differences are then 0 in any unit)."""
+    spread = math.sqrt(max(variance or 0.0, 0.0))
+    floor = NOISE_RTOL * math.sqrt(max(mean_square or 0.0, 0.0))
+    s = max(spread, floor)
+    return s if s > 0 and math.isfinite(s) else 1.0
+
+
+def running_average(average: float | None, value: float, decay: float = SCALE_DECAY) -> float:
+    """``decay * average + (1 - decay) * value``; ``value`` itself when there is no average yet."""
+    return value if average is None else decay * average + (1 - decay) * value
+
+
 def sequence_kl(
     logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, kl_mode: Literal["reward", "loss"]
 ) -> torch.Tensor:
@@ -110,11 +167,17 @@ def sequence_kl(
 
 
 def penalized_rewards(
-    rewards: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, kl_coef: float
+    rewards: torch.Tensor,
+    logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
+    scale: float = 1.0,
 ) -> torch.Tensor:
-    """``r - kl_coef * sum_t (log pi - log pi_ref)``, detached: what ``kl_mode="reward"`` takes advantages of."""
+    """``r / scale - kl_coef * sum_t (log pi - log pi_ref)``, detached: what ``kl_mode="reward"`` takes advantages
+    of (``scale`` is :func:`reward_scale`'s ``s``)."""
     kl = sequence_kl(logp.detach().float(), ref_logp.detach().float(), mask.float(), "reward")
-    return rewards.float() - kl_coef * kl.to(rewards.device)
+    return rewards.float() / float(scale) - kl_coef * kl.to(rewards.device)
 
 
 def policy_loss(

@@ -243,13 +243,18 @@ class RLTrainer:
         ref = self.sampler.ref_logprobs(rollout) if cfg.kl_coef > 0 else None
         logp = self.sampler.token_logprobs(self.model, rollout)  # the first pass, before any update: the sampler's
         old = logp.detach()
-        scored = rewards
+        # Rewards in units of their within-prompt spread (objective's docstring), so that the KL penalty, the
+        # advantages and the loss mean the same whatever the reward's units.
+        spread = self._reduce(objective.reward_moments(rewards, cfg.num_candidates))
+        scale = self._reward_scale(spread)
+        scored = rewards / scale
         kl_seq = None
         if ref is not None:
             kl_seq = objective.sequence_kl(old, ref, tmask, cfg.kl_mode).cpu()
             if cfg.kl_mode == "reward":
-                scored = objective.penalized_rewards(rewards, old.cpu(), ref.cpu(), tmask.cpu(), cfg.kl_coef)
-        adv, weight, skipped = objective.group_advantages(scored, cfg.num_candidates, cfg.advantage, baseline)
+                scored = objective.penalized_rewards(rewards, old.cpu(), ref.cpu(), tmask.cpu(), cfg.kl_coef, scale)
+        base = baseline / scale if baseline is not None else None  # the no-negative image's reward, same units
+        adv, weight, skipped = objective.group_advantages(scored, cfg.num_candidates, cfg.advantage, base)
         lengths = rollout.response_mask.sum(dim=1).float().cpu()
         local = [
             torch.where(finite, rewards, 0).sum(),
@@ -290,6 +295,7 @@ class RLTrainer:
             st.reward_mean_ema = mean_r if st.reward_mean_ema is None else 0.9 * st.reward_mean_ema + 0.1 * mean_r
         metrics = {
             "reward/mean": mean_r,
+            "reward_scale": scale,
             "loss": loss,
             "negative_length": totals["len_sum"] / totals["n"],
             "rewards_dropped": float(st.rewards_dropped),
@@ -455,6 +461,23 @@ class RLTrainer:
                 logger.debug("tracker %s did not take the sample grid: %s", tracker.name, e)
 
     # ------------------------------------------------------------------------------------------------ helpers
+    def _reward_scale(self, spread: list[float]) -> float:
+        """This step's ``s`` from the running averages of the steps before it (this step's own while there are none),
+        then fold this step's ``[ss, dof, sum_sq, count]`` (all processes) into them."""
+        ss, dof, sum_sq, count = spread
+        st = self.state
+        variance, mean_square = (ss / dof, sum_sq / count) if dof else (None, None)
+        if st.reward_var_ema is None:
+            scale = objective.reward_scale(variance, mean_square)
+        else:
+            scale = objective.reward_scale(st.reward_var_ema, st.reward_sq_ema)
+        # The averages start at the first step whose groups differ at all: a start where every candidate scores the
+        # same (a reward still at 0) would otherwise pull the scale towards 0 for a dozen steps.
+        if variance is not None and (st.reward_var_ema is not None or variance > 0):
+            st.reward_var_ema = objective.running_average(st.reward_var_ema, variance)
+            st.reward_sq_ema = objective.running_average(st.reward_sq_ema, mean_square)
+        return scale
+
     def _reduce(self, values: list[float]) -> list[float]:
         if self.accelerator.num_processes == 1:
             return values
