@@ -12,6 +12,24 @@ delete-d jackknife of Shao & Wu, 1989, with d = n - n//2):
 where theta_s is the statistic of subsample s and S the number of subsamples: all C(n, r) of them when there are at
 most ``num_resamples``, else ``num_resamples`` drawn at random. The interval is centred on the point estimate, so it
 always covers it.
+
+What it is an interval for: the spread of the statistic *at this number of items*, so for ``E[IS_n]``, the score
+expected from n images, not for the score of the image distribution. The Inception Score is biased low at any finite n
+(the set's class marginal is estimated from n images; the score of n images is at most n, since a mixture of n
+distributions has at most ``log n`` more entropy than their mean entropy), and the bias can dwarf the interval: for a
+confident classifier whose images spread evenly over 1,000 classes, 200 images score about 96 against a population
+score of 362, and the interval never covers the latter (``tests/test_eval_intervals.py``). So compare conditions only
+at equal n. In that regime (images spread over more classes than there are images) the half-sample spread also
+understates the spread of ``IS_n`` itself, about two-fold in that simulation.
+
+The subsamples also give a bias-corrected centre. If ``E[theta_m] = theta + b / m + O(1 / m^2)``, then
+
+    theta_bc = (n * theta_hat - r * mean_s theta_s) / d        (= 2 * theta_hat - mean_s theta_s for even n)
+
+removes the ``b / m`` term. It is returned as ``bias_corrected``, beside the interval rather than instead of it: it
+is closer to the population score in every simulation of the test (its root mean square error is 15% lower with
+1,000 classes, about 75% lower with 100 or 20) but still far below it when the images spread over more classes than
+there are images (about 135 against 362), and its own variance is not estimated.
 """
 
 from __future__ import annotations
@@ -59,11 +77,14 @@ def set_statistic_interval(
         seed: Seeds the choice of subsamples when they are not all enumerated.
 
     Returns:
-        ``{"mean": statistic of the whole set, "ci95": [lo, hi] or None}`` (no interval for fewer than 2 items).
+        ``{"mean": statistic of the whole set, "ci95": [lo, hi] or None, "bias_corrected": float or None}``: the
+        interval is for the statistic's expected value at n items, ``bias_corrected`` the centre with the first-order
+        small-sample bias removed (module docstring); both None without subsamples (``num_resamples=0`` or fewer
+        than 2 items).
     """
     value = float(statistic(np.arange(n)))
     if not num_resamples or n < 2:
-        return {"mean": value, "ci95": None}
+        return {"mean": value, "ci95": None, "bias_corrected": None}
     r = n // 2
     d = n - r
     if math.comb(n, r) <= num_resamples:
@@ -74,4 +95,5 @@ def set_statistic_interval(
     thetas = np.asarray([float(statistic(s)) for s in subsets], dtype=np.float64)
     variance = r / (d * len(thetas)) * float(np.sum((thetas - thetas.mean()) ** 2))
     half = Z_975 * math.sqrt(variance)
-    return {"mean": value, "ci95": [value - half, value + half]}
+    corrected = (n * value - r * float(thetas.mean())) / d
+    return {"mean": value, "ci95": [value - half, value + half], "bias_corrected": corrected}
