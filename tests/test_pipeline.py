@@ -267,7 +267,7 @@ def test_sdxl_negative_prompt_2_alone_counts_with_combine_user(pipes):
     ],
 )
 def test_warns_when_the_negative_cannot_take_effect(pipes, family, off, on):
-    pipe = NegOptPipeline(pipes(family), words_negative)
+    pipe = NegOptPipeline(pipes(family), words_negative, negative_guidance="cfg")
     with pytest.warns(UserWarning, match=UNUSED) as record:
         pipe(prompt=PROMPTS[0], **call_args(family, 1, **off))
     assert record[0].filename == __file__  # points at the user's call
@@ -275,10 +275,17 @@ def test_warns_when_the_negative_cannot_take_effect(pipes, family, off, on):
         warnings.simplefilter("always")
         pipe(prompt=PROMPTS[0], **call_args(family, 1, **on))
     assert our_warnings(record) == []
+    # By default ("auto") the negative acts through NAG where guidance is off, for the families NAG supports.
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        out = NegOptPipeline(pipes(family), words_negative)(prompt=PROMPTS[0], **call_args(family, 1, **off))
+    assert (our_warnings(record) == [], out.negative_guidance) == (
+        (True, "nag") if family != "pixart" else (False, None)
+    )
 
 
 def test_flux_default_true_cfg_warns(pipes):
-    pipe = NegOptPipeline(pipes("flux"), words_negative)
+    pipe = NegOptPipeline(pipes("flux"), words_negative, negative_guidance="cfg")
     args = call_args("flux", 1)
     del args["true_cfg_scale"]  # FluxPipeline's default is 1.0: no true CFG
     with pytest.warns(UserWarning, match="true_cfg_scale=1.0"):

@@ -25,6 +25,7 @@ __all__ = [
     "tiny_sdxl",
     "tiny_sd3",
     "tiny_flux",
+    "tiny_wan",
     "tiny_pixart",
     "tiny_lcm",
     "sd15_shaped",
@@ -364,6 +365,47 @@ def tiny_flux(seed: int = 0):
         transformer=transformer.eval(),
         image_encoder=None,
         feature_extractor=None,
+    )
+    return _ready(pipe)
+
+
+def tiny_wan(seed: int = 0, two_experts: bool = False):
+    """A tiny ``WanPipeline`` (Wan 2.x text-to-video; OFFLINE.md's sizes): a 2-layer T5 encoder (``ByT5Tokenizer``).
+
+    With ``two_experts``, a second transformer for the low-noise steps (Wan 2.2's ``transformer_2``, boundary 0.5).
+    """
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+
+    def transformer(offset: int):
+        torch.manual_seed(seed + offset)
+        return WanTransformer3DModel(
+            patch_size=(1, 2, 2),
+            num_attention_heads=2,
+            attention_head_dim=12,
+            in_channels=16,
+            out_channels=16,
+            text_dim=32,
+            freq_dim=256,
+            ffn_dim=32,
+            num_layers=2,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            rope_max_seq_len=32,
+        ).eval()
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    )
+    text_encoder, tokenizer = _t5_encoder(d_model=32, seed=seed)
+    pipe = WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae.eval(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        transformer=transformer(0),
+        transformer_2=transformer(1) if two_experts else None,
+        boundary_ratio=0.5 if two_experts else None,
     )
     return _ready(pipe)
 

@@ -13,8 +13,8 @@ negative-prompt traps that diffusers leaves:
 - A1111 weights ``(term:1.3)`` and long prompts, which diffusers reads as literal text and cuts at 77 tokens: with
   ``prompt_weighting="a1111"`` (or ``"compel"``) they are encoded as AUTOMATIC1111 (or compel) does, in 75-token
   chunks (see :mod:`negopt.pipeline.weighting`);
-- ``guidance_scale <= 1`` (classifier-free guidance off) or Flux's ``true_cfg_scale <= 1``, where a negative prompt
-  has no effect: a warning;
+- ``guidance_scale <= 1`` (classifier-free guidance off) or Flux's ``true_cfg_scale <= 1``, where diffusers drops the
+  negative: it acts through NAG where supported (:mod:`negopt.pipeline.guidance`), else a warning;
 - ``prompt_embeds`` with a str ``negative_prompt`` (a tensor-size error in diffusers): the negative is given per row.
 
 Nothing here imports diffusers until :meth:`NegOptPipeline.from_pretrained` is called.
@@ -34,11 +34,11 @@ from negopt.pipeline.checks import (
     as_text_list,
     check_combine,
     check_generated,
-    guidance_off_message,
     load_negative_prompt_generator,
     per_prompt,
     unloaded_embeddings_message,
 )
+from negopt.pipeline.device import DeviceMixin
 from negopt.pipeline.families import (
     chat_template_tokens,
     check_default_negative,
@@ -49,6 +49,7 @@ from negopt.pipeline.families import (
     refusal_message,
     takes_negative_embeds,
 )
+from negopt.pipeline.guidance import check_negative_guidance, guided_call
 from negopt.pipeline.output import NegOptPipelineOutput
 from negopt.pipeline.token_budget import fit_negatives, token_limit, trimmed_message
 from negopt.pipeline.weighting import PROMPT_WEIGHTINGS, check_weighting, encode_call
@@ -80,13 +81,13 @@ _UNSET: Any = object()
 
 # Attributes that live on the wrapper; every other attribute is the wrapped pipeline's.
 _OWN_ATTRIBUTES = frozenset(
-    {"pipeline", "negative_prompt_generator", "combine", "fit_to_tokenizer", "prompt_weighting"}
-    | {"last_negative_prompts", "negative_slots", "_positional", "_guidance_default", "_true_cfg_default"}
-    | {"_max_sequence_length_default", "default_negative", "_pipeline_default", "_encodes_negative"}
+    {"pipeline", "negative_prompt_generator", "combine", "fit_to_tokenizer", "prompt_weighting", "negative_guidance"}
+    | {"last_negative_prompts", "last_negative_guidance", "negative_slots", "_positional", "_encodes_negative"}
+    | {"_max_sequence_length_default", "default_negative", "_pipeline_default"}
 )
 
 
-class NegOptPipeline:
+class NegOptPipeline(DeviceMixin):
     """A diffusers pipeline whose negative prompts are written for it.
 
     The wrapper takes the same arguments as the wrapped pipeline's ``__call__`` and returns what it returns. For each
@@ -137,6 +138,9 @@ class NegOptPipeline:
             treats the pipeline's default as the caller's negative, kept first and verbatim, and adds the generated
             terms; ``"replace"`` sends the generated negative instead; ``"keep"`` sends the pipeline's default alone,
             without generating. Other pipelines have no such default, and it does nothing for them.
+        negative_guidance: How the negative acts: ``"auto"`` (classifier-free guidance where the call has it on,
+            Normalized Attention Guidance where it is off and NAG supports the pipeline), ``"cfg"`` or ``"nag"``. A
+            call can override it and set NAG's knobs; see :mod:`negopt.pipeline.guidance`.
 
     Attributes:
         pipeline: The wrapped pipeline.
@@ -147,11 +151,13 @@ class NegOptPipeline:
         last_negative_prompts: The negatives sent by the latest call (see :class:`NegOptPipelineOutput`), also after
             a ``return_dict=False`` call, whose tuple has no room for them. One attribute per wrapper: with threads,
             read ``output.negative_prompts`` instead.
+        last_negative_guidance: How the latest call's negative acted (``"cfg"``, ``"nag"`` or None).
 
     Raises:
         ValueError: If the pipeline's ``__call__`` has no ``negative_prompt`` parameter (the message says why
-            for a family known to take none, such as Flux.2), ``combine``, ``default_negative`` or
-            ``prompt_weighting`` is unknown, or ``prompt_weighting`` does not support the pipeline's family.
+            for a family known to take none, such as Flux.2), ``combine``, ``default_negative``,
+            ``prompt_weighting`` or ``negative_guidance`` is unknown, or ``prompt_weighting`` does not support the
+            pipeline's family.
         TypeError: If ``pipeline`` or ``negative_prompt_generator`` is not callable.
         ImportError: If ``prompt_weighting="compel"`` and compel is not installed.
 
@@ -174,6 +180,7 @@ class NegOptPipeline:
         fit_to_tokenizer: bool = True,
         prompt_weighting: str | None = None,
         default_negative: str = "merge",
+        negative_guidance: str = "auto",
     ) -> None:
         if isinstance(pipeline, NegOptPipeline):
             raise TypeError(
@@ -192,6 +199,7 @@ class NegOptPipeline:
         combine = check_combine(combine)
         prompt_weighting = check_weighting(prompt_weighting, pipeline)
         default_negative = check_default_negative(default_negative)
+        negative_guidance = check_negative_guidance(negative_guidance)
         kind = "video" if is_video_pipeline(pipeline) else "image"
         negative_prompt_generator = load_negative_prompt_generator(negative_prompt_generator, kind)
         family = family_of(pipeline)
@@ -208,6 +216,8 @@ class NegOptPipeline:
         self.fit_to_tokenizer = bool(fit_to_tokenizer)
         self.prompt_weighting = prompt_weighting
         self.default_negative = default_negative
+        self.negative_guidance = negative_guidance
+        self.last_negative_guidance: str | None = None
         self._pipeline_default = pipeline_default_negative(pipeline)
         self.last_negative_prompts: list[str] | None = None
         self.negative_slots = slots
@@ -217,9 +227,6 @@ class NegOptPipeline:
             for name, p in parameters.items()
             if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         )
-        # Flux-style pipelines use the negative only through true CFG; their guidance_scale is a distilled input.
-        self._true_cfg_default = default("true_cfg_scale") if "true_cfg_scale" in parameters else None
-        self._guidance_default = default("guidance_scale") if "guidance_scale" in parameters else None
         self._max_sequence_length_default = default("max_sequence_length")
 
     # -- construction ---------------------------------------------------------------------------------------------
@@ -234,6 +241,7 @@ class NegOptPipeline:
         fit_to_tokenizer: bool = True,
         prompt_weighting: str | None = None,
         default_negative: str = "merge",
+        negative_guidance: str = "auto",
         use_safetensors: bool = True,
         **pipeline_kwargs: Any,
     ) -> NegOptPipeline:
@@ -246,6 +254,7 @@ class NegOptPipeline:
             fit_to_tokenizer: As in :class:`NegOptPipeline`.
             prompt_weighting: As in :class:`NegOptPipeline`.
             default_negative: As in :class:`NegOptPipeline`.
+            negative_guidance: As in :class:`NegOptPipeline`.
             use_safetensors: Load safetensors weights only (the safe default); pass False to allow pickle files.
             **pipeline_kwargs: Passed to ``DiffusionPipeline.from_pretrained`` (``torch_dtype``, ``revision``,
                 ``variant``, ``cache_dir``, ``token``, ``local_files_only``, components to replace, ...).
@@ -268,6 +277,7 @@ class NegOptPipeline:
             fit_to_tokenizer=fit_to_tokenizer,
             prompt_weighting=prompt_weighting,
             default_negative=default_negative,
+            negative_guidance=negative_guidance,
         )
 
     # -- drop-in behaviour ----------------------------------------------------------------------------------------
@@ -290,6 +300,8 @@ class NegOptPipeline:
             value = check_weighting(value, self.pipeline)
         elif name == "default_negative":
             value = check_default_negative(value)
+        elif name == "negative_guidance":
+            value = check_negative_guidance(value)
         if name in _OWN_ATTRIBUTES or name.startswith("_"):
             object.__setattr__(self, name, value)
         else:
@@ -314,37 +326,24 @@ class NegOptPipeline:
             f"  combine={self.combine!r},\n"
             f"  fit_to_tokenizer={self.fit_to_tokenizer},\n"
             f"  prompt_weighting={self.prompt_weighting!r},\n"
+            f"  negative_guidance={self.negative_guidance!r},\n"
             f"  negative_slots={self.negative_slots},\n"
             ")"
         )
 
-    def to(self, *args: Any, **kwargs: Any) -> NegOptPipeline:
-        """Move the wrapped pipeline, like ``DiffusionPipeline.to``, and the generator when it is a model.
-
-        The generator (anything with a ``.to``, such as a :class:`~negopt.NegOptGenerator`) follows the *device* only:
-        a dtype given here is the diffusion model's, and a small language model is better kept in float32.
-
-        Returns:
-            This wrapper (not the bare pipeline), so ``pipe = NegOptPipeline(sd).to("cuda")`` stays wrapped.
-        """
-        moved = self.pipeline.to(*args, **kwargs)
-        if moved is not None:
-            object.__setattr__(self, "pipeline", moved)
-        device = kwargs.get("device", kwargs.get("torch_device"))
-        for arg in args:
-            if isinstance(arg, str) or type(arg).__name__ == "device":
-                device = arg
-        to = getattr(self.negative_prompt_generator, "to", None)
-        if device is not None and callable(to):
-            moved_generator = to(device)
-            if moved_generator is not None:
-                self.negative_prompt_generator = moved_generator
-        return self
-
     # -- the call -------------------------------------------------------------------------------------------------
 
     def __call__(
-        self, *args: Any, combine: str | None = None, prompt_weighting: str | None = _UNSET, **kwargs: Any
+        self,
+        *args: Any,
+        combine: str | None = None,
+        prompt_weighting: str | None = _UNSET,
+        negative_guidance: str | None = None,
+        nag_scale: float | None = None,
+        nag_tau: float | None = None,
+        nag_alpha: float | None = None,
+        nag_end: float | None = None,
+        **kwargs: Any,
     ) -> Any:
         """Call the wrapped pipeline with its negative prompts written for it.
 
@@ -355,33 +354,43 @@ class NegOptPipeline:
             *args: Positional arguments of the wrapped pipeline's ``__call__`` (``prompt`` first for most).
             combine: Overrides the wrapper's ``combine`` for this call.
             prompt_weighting: Overrides the wrapper's ``prompt_weighting`` for this call (None included).
+            negative_guidance: Overrides the wrapper's ``negative_guidance`` for this call.
+            nag_scale: NAG's scale (>= 1; 1: no change). NAG's knobs default to the pipeline family's
+                (:data:`~negopt.pipeline.guidance.families.NAG_DEFAULTS`).
+            nag_tau: NAG's norm-ratio limit (>= 1).
+            nag_alpha: NAG's blend weight, in [0, 1].
+            nag_end: The fraction of the steps NAG guides, in (0, 1].
             **kwargs: Keyword arguments of the wrapped pipeline's ``__call__``.
 
         Returns:
             What the wrapped pipeline returns. With ``return_dict=True`` (the default) it is the pipeline's output
-            object with ``negative_prompts``, ``negative_prompt`` and ``prompt_weighting`` set (see
-            :class:`NegOptPipelineOutput`); with ``return_dict=False`` it is the pipeline's tuple, and the negatives
-            are in :attr:`last_negative_prompts`.
+            object with ``negative_prompts``, ``negative_prompt``, ``prompt_weighting`` and ``negative_guidance``
+            set (see :class:`NegOptPipelineOutput`); with ``return_dict=False`` it is the pipeline's tuple, and the
+            negatives are in :attr:`last_negative_prompts`.
 
         Raises:
             ValueError: If ``prompt`` and ``negative_prompt`` are lists of different lengths; if ``prompt_embeds`` is
                 given without ``prompt``, ``negative_prompt`` or ``negative_prompt_embeds``, or with
                 ``prompt_weighting``; if the generator returns the wrong number of negatives; if a weight in A1111
                 syntax is one A1111 itself fails on (``(x:1.2.3)``; the ones it reads leniently warn, see
-                :func:`negopt.text.parse_attention`).
+                :func:`negopt.text.parse_attention`); on NAG's errors (:func:`negopt.pipeline.guidance.guided_call`).
             TypeError: If a prompt or negative prompt is not a str or a list of str, or the generator does not return
                 a list of str.
         """
         weighting = (
             self.prompt_weighting if prompt_weighting is _UNSET else check_weighting(prompt_weighting, self.pipeline)
         )
+        guidance = self.negative_guidance if negative_guidance is None else check_negative_guidance(negative_guidance)
         kwargs = self._bind(args, kwargs)
         call_kwargs, negatives = self._prepare(kwargs, combine, weighting)
         if self._encodes_negative and "negative_prompt" in call_kwargs:
             # Only a None is left here (text is encoded in _prepare); the pipeline has no such parameter.
             call_kwargs = {k: v for k, v in call_kwargs.items() if k != "negative_prompt"}
         self.last_negative_prompts = negatives
-        output = self.pipeline(**call_kwargs)
+        negative = negatives is not None or kwargs.get("negative_prompt_embeds") is not None
+        nag = {"nag_scale": nag_scale, "nag_tau": nag_tau, "nag_alpha": nag_alpha, "nag_end": nag_end}
+        output, used = guided_call(self.pipeline, call_kwargs, guidance, negative, bool(weighting or negatives), **nag)
+        self.last_negative_guidance = used
         if not isinstance(output, tuple):
             if negatives is None:
                 form = None
@@ -393,6 +402,7 @@ class NegOptPipeline:
                 output.negative_prompts = negatives
                 output.negative_prompt = form
                 output.prompt_weighting = weighting
+                output.negative_guidance = used
             except AttributeError:  # an output type that takes no new attributes; the negatives stay on the wrapper
                 logger.debug("Could not set negative_prompts on a %s output.", type(output).__name__)
         return output
@@ -483,9 +493,7 @@ class NegOptPipeline:
         if negatives is not None:
             self._warn_unloaded_embeddings(negatives)
         if weighting is not None:
-            out = encode_call(self.pipeline, kwargs, weighting, prompts, negatives)
-            self._warn_if_unused(kwargs)
-            return out, negatives
+            return encode_call(self.pipeline, kwargs, weighting, prompts, negatives), negatives
         if negatives is None:
             return kwargs, None
 
@@ -502,12 +510,10 @@ class NegOptPipeline:
         if self._encodes_negative:
             out.pop("negative_prompt", None)  # the caller's text, now in the negatives; the pipeline takes none
             out["negative_prompt_embeds"] = encode_negatives(self.pipeline, negatives, kwargs)
-            self._warn_if_unused(kwargs)
             return out, negatives
         value: str | list[str] = list(negatives) if as_list else negatives[0]
         for slot in receiving:
             out[slot] = value
-        self._warn_if_unused(kwargs)
         return out, negatives
 
     def _generate(self, prompts: list[str]) -> list[str]:
@@ -541,11 +547,6 @@ class NegOptPipeline:
     def _warn_unloaded_embeddings(self, negatives: list[str]) -> None:
         tokenizers = [getattr(self.pipeline, _SLOT_TOKENIZER[slot], None) for slot in self.negative_slots]
         message = unloaded_embeddings_message(negatives, self.pipeline, tokenizers)
-        if message:
-            warnings.warn(message, stacklevel=4)
-
-    def _warn_if_unused(self, kwargs: dict[str, Any]) -> None:
-        message = guidance_off_message(self.pipeline, kwargs, self._guidance_default, self._true_cfg_default)
         if message:
             warnings.warn(message, stacklevel=4)
 

@@ -12,8 +12,8 @@ class NegOptPipelineOutput(Protocol):
     """What a :class:`NegOptPipeline` call returns with ``return_dict=True``.
 
     It is the wrapped pipeline's own output object (``StableDiffusionPipelineOutput``, ``FluxPipelineOutput``, ...),
-    unchanged, with one attribute added; ``isinstance(output, NegOptPipelineOutput)`` is true for it. The attribute is
-    not a key of the output, so ``output.to_tuple()`` and ``output[0]`` are what diffusers gives.
+    unchanged, with these attributes added; ``isinstance(output, NegOptPipelineOutput)`` is true for it. They are
+    not keys of the output, so ``output.to_tuple()`` and ``output[0]`` are what diffusers gives.
 
     Attributes:
         negative_prompts: The negative prompt of each prompt (a list, one per prompt, also for a str ``prompt``),
@@ -27,8 +27,12 @@ class NegOptPipelineOutput(Protocol):
             for a str prompt, so pass this one rather than ``negative_prompts``.
         prompt_weighting: How the prompt and negative were encoded: None (sent as text), ``"a1111"`` or
             ``"compel"``.
+        negative_guidance: How the negative acted: ``"cfg"`` (classifier-free guidance), ``"nag"`` (Normalized
+            Attention Guidance, the call having classifier-free guidance off), or None (it had no effect: guidance
+            off and NAG not used, or no negative).
     """
 
     negative_prompts: list[str] | None
     negative_prompt: str | list[str] | None
     prompt_weighting: str | None
+    negative_guidance: str | None
