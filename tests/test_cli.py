@@ -244,6 +244,27 @@ def test_eval_steps_zero_is_a_usage_error(tmp_path, capsys):
     assert e.value.code == 2 and "num_inference_steps" in capsys.readouterr().err
 
 
+def test_negative_guidance_flags(tmp_path, capsys):
+    from negopt.eval import EvalConfig
+    from negopt.train import RLConfig
+
+    args = build_parser().parse_args(
+        ["eval", "--output-dir", str(tmp_path), "--negative-guidance", "nag", "--nag-scale", "3", "--nag-end", "0.5"]
+    )
+    _, settings = collect_settings(args, eval_specs())
+    config = EvalConfig(**settings)
+    assert (config.negative_guidance, config.nag_scale, config.nag_end, config.nag_tau) == ("nag", 3.0, 0.5, None)
+    args = build_parser().parse_args(["train", "rl", "--output-dir", str(tmp_path), "--nag-alpha", "0.25"])
+    _, settings = collect_settings(args, rl_specs())
+    assert RLConfig(**settings).guidance["nag_alpha"] == 0.25
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a cat\n", encoding="utf-8")
+    for bad, shown in ((["--nag-tau", "0.5"], "nag_tau"), (["--negative-guidance", "both"], "not a valid one of")):
+        with pytest.raises(SystemExit) as e:
+            main(["eval", "--pipeline", "x", "--prompts", str(prompts), "--output-dir", str(tmp_path), *bad])
+        assert e.value.code == 2 and shown in capsys.readouterr().err
+
+
 def test_missing_prompt_files_say_no_such_file(tmp_path, capsys):
     argv = ["train", "rl", "--generator", "g", "--pipeline", "p", "--reward", "clip=1", "--output-dir", str(tmp_path)]
     with pytest.raises(SystemExit) as e:

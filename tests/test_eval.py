@@ -160,6 +160,29 @@ def test_inception_score_is_torchmetrics_on_the_saved_images(report):
         assert report["conditions"][condition]["inception_score"]["mean"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_guidance_off_evaluates_the_negatives_through_nag(pipe, metrics, tmp_path):
+    """A distilled-style call (guidance_scale=1): NAG lets the negatives act, and the report says so; "cfg" keeps the
+    old behaviour (a warning, and every condition the same images)."""
+    common = dict(
+        generators={"fixed": constant("blurry, deformed")},
+        metrics={"clip_score": metrics["clip_score"]},
+        pipeline_kwargs={"num_inference_steps": 2, "guidance_scale": 1.0},
+        num_bootstrap=0,
+        progress=False,
+    )
+    prompts = [p["prompt"] for p in PROMPTS[:2]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no guidance warning, no "knob not used"
+        nag = evaluate(pipe, prompts, output_dir=tmp_path / "nag", nag_scale=4.0, **common)
+    assert nag["negative_guidance"] == "nag"
+    assert nag["nag"] == {"nag_scale": 4.0, "nag_tau": 2.5, "nag_alpha": 0.38, "nag_end": 1.0}  # SD 1.x defaults
+    assert all(not np.array_equal(a, b) for a, b in zip(_images(nag, "none"), _images(nag, "fixed")))
+    with pytest.warns(UserWarning, match="guidance_scale=1.0 <= 1"):
+        cfg = evaluate(pipe, prompts, output_dir=tmp_path / "cfg", negative_guidance="cfg", **common)
+    assert cfg["negative_guidance"] is None and cfg["nag"] is None
+    assert all(np.array_equal(a, b) for a, b in zip(_images(cfg, "none"), _images(cfg, "fixed")))
+
+
 def test_resume_reuses_cached_images(pipe, metrics, tmp_path):
     class FailingGenerator:
         def __init__(self, fail_after):

@@ -453,3 +453,21 @@ def test_guided_call_on_a_bare_pipeline(pipes):
         warnings.simplefilter("error", UserWarning)
         out, used = guided_call(bare, {"prompt": PROMPTS[0], **args("sdxl")}, "auto")  # no negative: nothing to do
     assert used is None
+
+
+def test_flux_kontext(pipes):
+    """Flux Kontext: the context image's tokens ride with the image stream; nothing else changes."""
+    from diffusers import FluxKontextPipeline
+    from PIL import Image
+
+    kontext = FluxKontextPipeline(**pipes("flux").components)
+    kontext.set_progress_bar_config(disable=True)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    kwargs = {**args("flux"), "image": image, "max_area": 32 * 32, "_auto_resize": False}
+    expected = kontext(prompt="make it red", **kwargs).images
+    pipe = NegOptPipeline(kontext, fixed("blurry, ugly"))
+    one = pipe(prompt="make it red", nag_scale=1.0, **{**kwargs, "generator": [torch.Generator().manual_seed(0)]})
+    assert one.negative_guidance == "nag"
+    np.testing.assert_array_equal(one.images, expected)
+    guided = pipe(prompt="make it red", **{**kwargs, "generator": [torch.Generator().manual_seed(0)]}).images
+    assert np.abs(guided - expected).max() > 1e-4

@@ -97,7 +97,17 @@ def test_config_from_dict_lists_valid_keys(tmp_path):
 
 def test_guidance_scale_one_warns(tmp_path):
     with pytest.warns(UserWarning, match="guidance_scale"):
-        RLConfig(output_dir=str(tmp_path), pipeline_kwargs={"guidance_scale": 1.0})
+        RLConfig(output_dir=str(tmp_path), pipeline_kwargs={"guidance_scale": 1.0}, negative_guidance="cfg")
+    # "auto" (the default): guidance off may be where NAG acts; decided, and warned about, with the pipeline.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        cfg = RLConfig(output_dir=str(tmp_path), pipeline_kwargs={"guidance_scale": 1.0})
+    assert cfg.guidance == {"negative_guidance": "auto", "nag_scale": None, "nag_tau": None, "nag_alpha": None,
+                            "nag_end": None}  # fmt: skip
+    with pytest.raises(ValueError, match=r"nag_alpha.*\[0, 1\]"):
+        RLConfig(output_dir=str(tmp_path), nag_alpha=2.0)
+    with pytest.raises(ValueError, match="negative_guidance"):
+        RLConfig(output_dir=str(tmp_path), negative_guidance="none")
 
 
 def test_from_dict_types_values_as_eval_does(tmp_path):
@@ -121,7 +131,7 @@ def test_pipeline_kwargs_follow_the_eval_rule(tmp_path):
     with pytest.raises(ValueError, match=r"pipeline_kwargs sets \['return_dict'\]"):
         RLConfig(output_dir=str(tmp_path), pipeline_kwargs={"return_dict": False})
     with pytest.warns(UserWarning, match=r"guidance_scale=0.5 <= 1") as record:
-        RLConfig(output_dir=str(tmp_path), pipeline_kwargs={"guidance_scale": 0.5})
+        RLConfig(output_dir=str(tmp_path), pipeline_kwargs={"guidance_scale": 0.5}, negative_guidance="cfg")
     assert record[0].filename == __file__  # the warning points at the user's line
 
 
@@ -727,3 +737,30 @@ def test_sdxl_baseline_is_the_bare_pipeline_with_no_negative(tmp_path, bases):
     assert len(got) == len(rollout.prompts) == 2
     assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(got, bare()))
     assert not all(np.array_equal(a, np.asarray(b)) for a, b in zip(got, bare(negative_prompt=[""] * 2)))
+
+
+def test_rollout_images_at_guidance_off_act_through_nag(tmp_path, pipe, bases):
+    """A distilled-style call (guidance_scale=0): the sampled negatives reach the images through NAG, with the knobs
+    of the config; with negative_guidance="cfg" they would not change them at all."""
+    import numpy as np
+
+    from negopt.pipeline.guidance import guided_call
+
+    kwargs = {"num_inference_steps": 1, "height": 32, "width": 32, "guidance_scale": 0.0}
+    trainer = _trainer(pipe, bases, tmp_path, pipeline_kwargs=kwargs, nag_scale=3.0)
+    rollout = trainer.sampler.sample(0)
+    trainer.sampler.make_images(rollout, 0)
+    k = trainer.config.num_candidates
+    prompts = [p for p in rollout.prompts for _ in range(k)]
+    seeds = [trainer.sampler.image_seed(0, pos) for pos in rollout.positions for _ in range(k)]
+
+    def call(negatives):
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        return {"prompt": prompts, "negative_prompt": negatives, "generator": generators, "output_type": "pil"}
+
+    expected, used = guided_call(pipe, {**call(rollout.negatives), **kwargs}, "nag", nag_scale=3.0)
+    assert used == "nag"
+    got = [np.asarray(im) for im in rollout.images]
+    assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(got, expected.images))
+    ignored = pipe(**call(rollout.negatives), **kwargs).images  # diffusers alone drops the negatives
+    assert not all(np.array_equal(a, np.asarray(b)) for a, b in zip(got, ignored))

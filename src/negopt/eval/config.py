@@ -6,7 +6,7 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from negopt.values import check_seed, coerce_fields
 
@@ -65,6 +65,13 @@ class EvalConfig:
             spaced with the first and last included (1: the middle frame). Each metric scores every kept frame
             as an image; a video's score is the mean over its frames. Not used for images.
         progress: Show a progress bar over the prompts.
+        negative_guidance: How the negatives act: ``"auto"`` (classifier-free guidance where the calls have it on,
+            Normalized Attention Guidance where it is off and the pipeline is SD, SDXL, Flux, SD3 or Wan), ``"cfg"``
+            or ``"nag"``; see :mod:`negopt.pipeline.guidance`.
+        nag_scale: NAG's scale (>= 1); unset: the pipeline family's default (from the NAG reference code).
+        nag_tau: NAG's normalisation threshold (>= 1); unset: the family's default.
+        nag_alpha: NAG's blend weight, in [0, 1]; unset: the family's default.
+        nag_end: The fraction of the steps NAG guides, in (0, 1]; unset: the family's default.
 
     Raises:
         ValueError: A setting out of range (the error names it and its value).
@@ -81,6 +88,11 @@ class EvalConfig:
     score_batch_size: int = 64
     video_frames: int = 3
     progress: bool = True
+    negative_guidance: Literal["auto", "cfg", "nag"] = "auto"
+    nag_scale: float | None = None
+    nag_tau: float | None = None
+    nag_alpha: float | None = None
+    nag_end: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.output_dir, (str, os.PathLike)) or not os.fspath(self.output_dir):
@@ -109,6 +121,17 @@ class EvalConfig:
         from negopt.eval.rendering import check_pipeline_counts  # here: the module imports torch
 
         check_pipeline_counts(self.pipeline_kwargs)
+        from negopt.pipeline.guidance.modes import NAG_KNOBS, check_nag_knobs, check_negative_guidance
+
+        check_negative_guidance(self.negative_guidance)
+        check_nag_knobs(**{k: getattr(self, k) for k in NAG_KNOBS})
+
+    @property
+    def guidance(self) -> dict[str, Any]:
+        """``negative_guidance`` and the NAG knobs, as :func:`negopt.eval.rendering.render` takes them."""
+        from negopt.pipeline.guidance.modes import NAG_KNOBS
+
+        return {"negative_guidance": self.negative_guidance, **{k: getattr(self, k) for k in NAG_KNOBS}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalConfig:

@@ -20,7 +20,7 @@ from negopt.eval.distributed import Processes
 from negopt.eval.figures import import_matplotlib, make_grid, plot_metrics
 from negopt.eval.intervals import bootstrap_indices, mean_interval, set_statistic_interval
 from negopt.eval.metrics import InceptionScoreMetric, default_metrics
-from negopt.eval.rendering import ImageCache, check_pipeline_kwargs, render, split_strip
+from negopt.eval.rendering import ImageCache, check_pipeline_kwargs, render, resolve_render_guidance, split_strip
 from negopt.eval.report import relative_to, write_report
 
 __all__ = ["evaluate"]
@@ -147,8 +147,12 @@ def evaluate(
     check_output_dir(cfg.output_dir)
     import_matplotlib()
     rows = _prompt_rows(prompts)
-    kwargs = check_pipeline_kwargs(cfg.pipeline_kwargs, stacklevel=3)
+    kwargs = check_pipeline_kwargs(cfg.pipeline_kwargs, stacklevel=3, negative_guidance=cfg.negative_guidance)
     conditions = _conditions(rows, generators, cfg.include_none, pipeline)
+    guidance = cfg.guidance
+    used = None
+    if any(c is not None for c in conditions.values()):
+        used = resolve_render_guidance(pipeline, kwargs, guidance, stacklevel=2)
     if metrics is None:
         metrics = default_metrics(device=getattr(pipeline, "device", None))
     metrics = dict(metrics)
@@ -162,7 +166,15 @@ def evaluate(
     # A video is kept as a strip of cfg.video_frames sampled frames: cached, scored frame by frame, shown in the grid.
     video_frames = cfg.video_frames if is_video_pipeline(pipeline) else None
     output_dir = cfg.output_dir
-    cache = ImageCache(os.path.join(output_dir, "images"), kwargs, video_frames=video_frames)
+    # NAG's images differ from those made with the negative ignored: they get their own cache entries.
+    nag = None
+    if used == "nag":  # the knobs in effect, the family's defaults filled in
+        from negopt.pipeline.guidance import NAG_KNOBS, nag_family
+        from negopt.pipeline.guidance.modes import check_nag_knobs, nag_settings
+
+        nag = nag_settings(nag_family(pipeline), check_nag_knobs(**{k: guidance[k] for k in NAG_KNOBS}))
+    cache_kwargs = kwargs if nag is None else {**kwargs, "negopt_nag": nag}
+    cache = ImageCache(os.path.join(output_dir, "images"), cache_kwargs, video_frames=video_frames)
     processes = Processes()
     batches = [list(range(b, min(b + cfg.batch_size, len(rows)))) for b in range(0, len(rows), cfg.batch_size)]
     mine = processes.share(batches)  # all of them in one process
@@ -193,6 +205,7 @@ def evaluate(
                         [cfg.seed + i for i in missing],
                         pipeline_kwargs=kwargs,
                         video_frames=video_frames,
+                        guidance=guidance,
                     )
                     # Saved as soon as the call returns: a process that stops loses only the call in progress.
                     for i, image in zip(missing, images):
@@ -233,6 +246,8 @@ def evaluate(
         "seed": cfg.seed,
         "pipeline": type(pipeline).__name__,
         "pipeline_kwargs": json.loads(json.dumps(kwargs, default=repr)),
+        "negative_guidance": used,
+        "nag": nag,
         "metrics": list(metrics),
         "conditions": summary,
         "relative_to_none": relative_to(summary, "none"),

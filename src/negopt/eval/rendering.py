@@ -30,6 +30,7 @@ __all__ = [
     "check_pipeline_kwargs",
     "check_pipeline_counts",
     "warn_if_guidance_off",
+    "resolve_render_guidance",
     "ImageCache",
 ]
 
@@ -61,9 +62,14 @@ def check_pipeline_counts(pipeline_kwargs: Mapping[str, Any]) -> None:
             raise ValueError(f"pipeline_kwargs[{key!r}] must be an int >= 1, got {value!r}.")
 
 
-def check_pipeline_kwargs(pipeline_kwargs: Mapping[str, Any] | None, *, stacklevel: int = 2) -> dict[str, Any]:
+def check_pipeline_kwargs(
+    pipeline_kwargs: Mapping[str, Any] | None, *, stacklevel: int = 2, negative_guidance: str = "cfg"
+) -> dict[str, Any]:
     """A copy of ``pipeline_kwargs``, refused if it sets what :func:`render` sets or a count below 1
     (:func:`check_pipeline_counts`); warns if guidance is off.
+
+    With ``negative_guidance`` other than ``"cfg"``, guidance off may be where NAG acts: the warning waits for the
+    pipeline (:func:`resolve_render_guidance`).
 
     Raises:
         ValueError: ``pipeline_kwargs`` sets one of :data:`RESERVED_KWARGS`, or a step count or size below 1.
@@ -76,8 +82,32 @@ def check_pipeline_kwargs(pipeline_kwargs: Mapping[str, Any] | None, *, stacklev
             "the negatives being compared); remove them."
         )
     check_pipeline_counts(kwargs)
-    warn_if_guidance_off(kwargs, stacklevel=stacklevel + 1)
+    if negative_guidance == "cfg":
+        warn_if_guidance_off(kwargs, stacklevel=stacklevel + 1)
     return kwargs
+
+
+def resolve_render_guidance(
+    pipeline: Any, pipeline_kwargs: Mapping[str, Any], guidance: Mapping[str, Any], *, stacklevel: int = 2
+) -> str | None:
+    """How the negatives of :func:`render` calls with these arguments act (``"cfg"``, ``"nag"`` or None), with the
+    guidance-off warning when they would have no effect.
+
+    Args:
+        pipeline: The diffusers pipeline.
+        pipeline_kwargs: The calls' arguments.
+        guidance: ``negative_guidance`` and the NAG knobs (see :func:`negopt.pipeline.guidance.guided_call`).
+
+    Raises:
+        ValueError: ``negative_guidance="nag"`` where it cannot run, or a NAG knob out of range.
+    """
+    from negopt.pipeline.guidance.modes import NAG_KNOBS, check_nag_knobs, resolve_guidance
+
+    check_nag_knobs(**{k: guidance.get(k) for k in NAG_KNOBS})
+    used = resolve_guidance(guidance.get("negative_guidance", "cfg"), pipeline, pipeline_kwargs, True)
+    if used is None and guidance.get("negative_guidance", "cfg") != "cfg":
+        warn_if_guidance_off(pipeline_kwargs, stacklevel=stacklevel + 1)
+    return used
 
 
 def _progress_bar_owner(pipeline: Any) -> Any:
@@ -158,6 +188,7 @@ def render(
     *,
     pipeline_kwargs: Mapping[str, Any] | None = None,
     video_frames: int | None = None,
+    guidance: Mapping[str, Any] | None = None,
 ) -> list[Any]:
     """One image per prompt, prompt ``i`` from a CPU ``torch.Generator`` seeded with ``seeds[i]``, in one call.
 
@@ -175,6 +206,9 @@ def render(
         video_frames: For a video pipeline, how many frames of each video to keep (:func:`sample_frames`); each
             video then comes back as their :func:`frame_strip`, whose ``info["frames"]`` lists the frames kept and
             ``info["num_frames"]`` the video's length. None for an image pipeline.
+        guidance: ``negative_guidance`` and the NAG knobs: the call is made by
+            :func:`negopt.pipeline.guidance.guided_call`, so that the negatives act through NAG where guidance is
+            off. None (or no negatives): the pipeline is called as it is.
 
     Returns:
         The PIL images (or frame strips), in the prompts' order.
@@ -196,7 +230,12 @@ def render(
     call["generator"] = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
     call["output_type"] = "pil"
     with _quiet(pipeline):
-        output = pipeline(**call)
+        if guidance is None or negative_prompts is None:
+            output = pipeline(**call)
+        else:
+            from negopt.pipeline.guidance import guided_call
+
+            output, _ = guided_call(pipeline, call, **guidance)
     if video_frames is not None:
         videos = getattr(output, "frames", None)
         if videos is None or len(videos) != len(prompts):

@@ -95,7 +95,8 @@ def guided_call(
             warnings.warn(
                 f"{', '.join(sorted(given))} given, but this call's negative acts through "
                 f"{'classifier-free guidance' if used == 'cfg' else 'nothing (no negative, or guidance off)'}, not "
-                f"NAG (negative_guidance={negative_guidance!r}), so they are not used.",
+                f"NAG (negative_guidance={negative_guidance!r}), so {'it is' if len(given) == 1 else 'they are'} "
+                "not used.",
                 stacklevel=stacklevel + 1,
             )
         return pipeline(**kwargs), used

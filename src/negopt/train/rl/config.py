@@ -109,6 +109,14 @@ class RLConfig:
         cpu: Train on the CPU even when a GPU is available.
         pipeline_dtype: dtype to load a pipeline given by id/path in (``"float16"``, ``"bfloat16"``, ``"float32"``;
             None: float32).
+        negative_guidance: How the sampled negatives act on the images: ``"auto"`` (classifier-free guidance where
+            ``pipeline_kwargs`` leave it on, Normalized Attention Guidance where it is off and the pipeline is SD,
+            SDXL, Flux or SD3: distilled pipelines can be trained for), ``"cfg"`` or ``"nag"``; see
+            :mod:`negopt.pipeline.guidance`.
+        nag_scale: NAG's scale (>= 1); unset: the pipeline family's default (from the NAG reference code).
+        nag_tau: NAG's normalisation threshold (>= 1); unset: the family's default.
+        nag_alpha: NAG's blend weight, in [0, 1]; unset: the family's default.
+        nag_end: The fraction of the steps NAG guides, in (0, 1]; unset: the family's default.
 
     Raises:
         ValueError: A setting out of range, or a generation/pipeline key the trainer owns.
@@ -147,6 +155,11 @@ class RLConfig:
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     cpu: bool = False
     pipeline_dtype: str | None = None
+    negative_guidance: Literal["auto", "cfg", "nag"] = "auto"
+    nag_scale: float | None = None
+    nag_tau: float | None = None
+    nag_alpha: float | None = None
+    nag_end: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.output_dir, str | os.PathLike) or not str(self.output_dir):
@@ -219,10 +232,16 @@ class RLConfig:
         if not isinstance(self.pipeline_kwargs, dict):
             raise TypeError(f"pipeline_kwargs must be a dict, got {type(self.pipeline_kwargs).__name__}.")
         from negopt.eval.rendering import check_pipeline_kwargs
+        from negopt.pipeline.guidance.modes import NAG_KNOBS, check_nag_knobs, check_negative_guidance
 
+        check_negative_guidance(self.negative_guidance)
+        check_nag_knobs(**{k: getattr(self, k) for k in NAG_KNOBS})
         # The same rule as eval's: the trainer sets prompt, negatives, seeds and output type itself; guidance <= 1
-        # would leave the images (so the reward) blind to the negative prompt.
-        self.pipeline_kwargs = check_pipeline_kwargs(self.pipeline_kwargs, stacklevel=3)
+        # would leave the images (so the reward) blind to the negative prompt, unless NAG acts there (checked when
+        # the pipeline is loaded).
+        self.pipeline_kwargs = check_pipeline_kwargs(
+            self.pipeline_kwargs, stacklevel=3, negative_guidance=self.negative_guidance
+        )
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}.")
         if self.pipeline_dtype not in (None, "float16", "bfloat16", "float32"):
@@ -231,6 +250,13 @@ class RLConfig:
             )
         if isinstance(self.report_to, str):
             self.report_to = self.report_to.strip() or "none"
+
+    @property
+    def guidance(self) -> dict[str, Any]:
+        """``negative_guidance`` and the NAG knobs, as :func:`negopt.eval.rendering.render` takes them."""
+        from negopt.pipeline.guidance.modes import NAG_KNOBS
+
+        return {"negative_guidance": self.negative_guidance, **{k: getattr(self, k) for k in NAG_KNOBS}}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

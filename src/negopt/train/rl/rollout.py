@@ -97,7 +97,7 @@ def build_policy(generator, config: RLConfig):
 def load_pipeline(pipeline, config: RLConfig, device):
     """The diffusers pipeline the images come from: ``pipeline`` itself, or loaded from a folder / hub id (safetensors
     only, ``config.pipeline_dtype``) and moved to ``device``; one with no negative slot, or one that makes video, is
-    refused."""
+    refused, and one whose negative would have no effect (guidance off, NAG not available) warned about."""
     if isinstance(pipeline, str | os.PathLike):
         from diffusers import DiffusionPipeline
 
@@ -119,6 +119,9 @@ def load_pipeline(pipeline, config: RLConfig, device):
             "image; see 'RL on video' in the RL guide). Train on an image pipeline, then use the generator with "
             "NegOptPipeline(video_pipe, generator) and compare with `negopt eval`, which scores sampled frames."
         )
+    from negopt.eval.rendering import resolve_render_guidance
+
+    resolve_render_guidance(pipeline, config.pipeline_kwargs, config.guidance, stacklevel=3)
     return pipeline
 
 
@@ -301,6 +304,7 @@ class RolloutSampler:
                 negatives,
                 [c[2] for c in part],
                 pipeline_kwargs=self.config.pipeline_kwargs,
+                guidance=self.config.guidance,
             )
         return images
 
