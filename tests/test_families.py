@@ -143,7 +143,8 @@ def test_flux_kontext_fills_both_slots_and_acts_with_true_cfg():
     call = dict(prompt=PROMPT, height=32, width=32, max_area=32 * 32, num_inference_steps=1, max_sequence_length=256)
     call["output_type"] = "np"  # Kontext takes `image` first: the prompt goes by name
     with pytest.warns(UserWarning, match="true_cfg_scale=1.0; the negative prompt has no effect"):
-        pipe(generator=_seed(), **call)
+        pipe(generator=_seed(), negative_guidance="cfg", **call)
+    assert pipe(generator=_seed(), **call).negative_guidance == "nag"  # by default the negative acts through NAG
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # CFG on: no warning
         out = pipe(true_cfg_scale=2.0, generator=_seed(), **call)

@@ -471,3 +471,34 @@ def test_flux_kontext(pipes):
     np.testing.assert_array_equal(one.images, expected)
     guided = pipe(prompt="make it red", **{**kwargs, "generator": [torch.Generator().manual_seed(0)]}).images
     assert np.abs(guided - expected).max() > 1e-4
+
+
+def test_lora_scale_reaches_the_nag_processors():
+    """A LoRA on the UNet, its scale through cross_attention_kwargs: NAG's processors call the LoRA-wrapped layers."""
+    from peft import LoraConfig
+
+    bare = tiny_sd()
+    torch.manual_seed(0)
+    bare.unet.add_adapter(LoraConfig(r=4, target_modules=["to_q", "to_k", "to_v"], init_lora_weights=False))
+    pipe = NegOptPipeline(bare, fixed("blurry, ugly"))
+    images = {}
+    for scale in (0.0, 1.0):
+        images[scale] = pipe(prompt=PROMPTS[0], nag_scale=1.0, **args("sd", cross_attention_kwargs={"scale": scale}))
+        expected = bare(prompt=PROMPTS[0], **args("sd", cross_attention_kwargs={"scale": scale})).images
+        np.testing.assert_array_equal(images[scale].images, expected)
+    assert np.abs(images[0.0].images - images[1.0].images).max() > 1e-4
+
+
+def test_the_users_own_embeddings(pipes):
+    """prompt_embeds and negative_prompt_embeds of the caller's own: NAG guides with them as given."""
+    bare = pipes("sd")
+    positive, _ = bare.encode_prompt(PROMPTS[0], "cpu", 1, False)
+    negative, _ = bare.encode_prompt("blurry, ugly", "cpu", 1, False)
+    pipe = NegOptPipeline(bare)
+    one = pipe(prompt_embeds=positive, negative_prompt_embeds=negative, nag_scale=1.0, **args("sd"))
+    assert one.negative_guidance == "nag" and one.negative_prompts is None
+    np.testing.assert_array_equal(one.images, bare(prompt_embeds=positive, **args("sd")).images)
+    text = pipe(prompt=PROMPTS[0], negative_prompt="blurry, ugly", combine="user", **args("sd")).images
+    np.testing.assert_array_equal(
+        pipe(prompt_embeds=positive, negative_prompt_embeds=negative, **args("sd")).images, text
+    )
