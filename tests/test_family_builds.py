@@ -150,7 +150,12 @@ def test_sd35_fills_its_three_slots():
     # Without the wrapper, negative_prompt alone reaches every encoder too (SD3 copies it), but "" differs.
     assert not np.array_equal(out.images, sd35(generator=_seed(), **call).images)
     with pytest.warns(UserWarning, match="guidance_scale=0.0 turns classifier-free guidance off"):
-        pipe(generator=_seed(), guidance_scale=0.0, **call)  # how SD3.5 Large Turbo runs
+        pipe(generator=_seed(), guidance_scale=0.0, negative_guidance="cfg", **call)  # how SD3.5 Large Turbo runs
+    # By default the negative acts through NAG there (MMDiT-X: its image-only second attention keeps its processor).
+    with _no_warnings():
+        turbo = pipe(generator=_seed(), guidance_scale=0.0, **call)
+    assert turbo.negative_guidance == "nag"
+    assert not np.array_equal(turbo.images, sd35(generator=_seed(), guidance_scale=0.0, **call).images)
 
 
 # ------------------------------------------------------------------------------------------------------------- Sana
