@@ -502,3 +502,37 @@ def test_the_users_own_embeddings(pipes):
     np.testing.assert_array_equal(
         pipe(prompt_embeds=positive, negative_prompt_embeds=negative, **args("sd")).images, text
     )
+
+
+def test_wan22_guides_both_experts():
+    """Wan 2.2's two experts (transformer for the high-noise steps, transformer_2 for the low-noise ones) both get
+    NAG's processors for the call, and both get their own back."""
+    bare = tiny_wan(two_experts=True)
+    before = processors_of(bare)
+    seen = []
+
+    def record(pipe, step, timestep, callback_kwargs):
+        seen.append([sum(type(v).__name__.startswith("NAG") for v in d.values()) for d in processors_of(pipe)])
+        return {}
+
+    expected = pixels(bare(prompt=PROMPTS[0], **args("wan")), "wan")
+    pipe = NegOptPipeline(bare, fixed("static, blurry"))
+    calls = {"transformer": 0, "transformer_2": 0}
+    hooks = [
+        getattr(bare, name)
+        .blocks[0]
+        .attn2.register_forward_hook(lambda *_, n=name: calls.__setitem__(n, calls[n] + 1))
+        for name in calls
+    ]
+    try:
+        one = pipe(prompt=PROMPTS[0], nag_scale=1.0, callback_on_step_end=record, **args("wan"))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert calls == {"transformer": 1, "transformer_2": 1}  # one step each
+    assert one.negative_guidance == "nag" and seen == [[2, 2], [2, 2]]  # both cross-attention layers of each expert
+    np.testing.assert_array_equal(pixels(one, "wan"), expected)
+    assert np.abs(pixels(pipe(prompt=PROMPTS[0], **args("wan")), "wan") - expected).max() > 1e-4
+    assert [{k: id(v) for k, v in d.items()} for d in processors_of(bare)] == [
+        {k: id(v) for k, v in d.items()} for d in before
+    ]

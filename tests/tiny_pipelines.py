@@ -372,7 +372,8 @@ def tiny_flux(seed: int = 0):
 def tiny_wan(seed: int = 0, two_experts: bool = False):
     """A tiny ``WanPipeline`` (Wan 2.x text-to-video; OFFLINE.md's sizes): a 2-layer T5 encoder (``ByT5Tokenizer``).
 
-    With ``two_experts``, a second transformer for the low-noise steps (Wan 2.2's ``transformer_2``, boundary 0.5).
+    With ``two_experts``, a second transformer for the low-noise steps (Wan 2.2's ``transformer_2``), with a boundary
+    of 0.9 so that even a 2-step call (timesteps 1000 and about 875 at shift 7) runs both.
     """
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
 
@@ -405,7 +406,7 @@ def tiny_wan(seed: int = 0, two_experts: bool = False):
         scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
         transformer=transformer(0),
         transformer_2=transformer(1) if two_experts else None,
-        boundary_ratio=0.5 if two_experts else None,
+        boundary_ratio=0.9 if two_experts else None,
     )
     return _ready(pipe)
 
