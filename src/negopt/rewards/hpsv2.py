@@ -39,12 +39,11 @@ from negopt.rewards._checkpoint import (
 from negopt.rewards._common import (
     HubOptions,
     check_batch_size,
-    check_call,
     check_pixel_tensor,
     normalize_openai_clip,
-    resolve_device,
     warn_if_training,
 )
+from negopt.rewards._preference import PreferenceReward
 from negopt.rewards.clip import unwrap_features
 
 __all__ = [
@@ -223,7 +222,7 @@ def resize_longest_and_pad(array: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-class HPSv2Reward:
+class HPSv2Reward(PreferenceReward):
     """HPSv2.1 of each image against its prompt: the cosine of their normalised CLIP-H features (about 0.2-0.3).
 
     Loads the authors' OpenCLIP checkpoint onto transformers' ``CLIPModel`` (see the module docstring); no
@@ -302,24 +301,6 @@ class HPSv2Reward:
         if device is not None:
             self.to(device)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def image_size(self) -> int:
-        return int(self.model.config.vision_config.image_size)
-
-    def to(self, device: str | torch.device) -> HPSv2Reward:
-        """Move the model to ``device``; returns self."""
-        self.model.to(resolve_device(device))
-        return self
-
-    def preprocess(self, images) -> torch.Tensor:
-        """HPSv2's evaluation transform: ``(N, 3, S, S)`` float32 pixel values on the CPU."""
-        arrays, _ = check_call(images, None, None, need_prompts=False)
-        return self._preprocess(arrays)
-
     def _preprocess(self, arrays: list[np.ndarray]) -> torch.Tensor:
         if not arrays:
             return torch.empty(0, 3, self.image_size, self.image_size)
@@ -340,30 +321,10 @@ class HPSv2Reward:
         )
         return unwrap_features(features).float()
 
-    def _cosine(self, pixels: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    def _score(self, pixels: torch.Tensor, prompts: list[str]) -> torch.Tensor:
         dtype = next(self.model.parameters()).dtype
         image = unwrap_features(self.model.get_image_features(pixel_values=pixels.to(self.device, dtype))).float()
         return torch.nn.functional.cosine_similarity(image, self._text_embeds(prompts), dim=-1)
-
-    @torch.no_grad()
-    def __call__(self, images=None, prompts=None, negative_prompts=None, **kwargs) -> list[float]:
-        """Score each image against its prompt.
-
-        Args:
-            images: A batch of images (PIL list, numpy ``(N, H, W, C)`` or torch ``(N, C, H, W)`` in [0, 1]).
-            prompts: One prompt per image.
-            negative_prompts: Ignored (checked for length).
-            **kwargs: Ignored, so every reward takes the same call.
-
-        Returns:
-            One float per image: the cosine similarity, about 0.2-0.3 (times 100 for HPSv2's benchmark figures).
-        """
-        arrays, prompts = check_call(images, prompts, negative_prompts, need_prompts=True)
-        scores: list[float] = []
-        for start in range(0, len(arrays), self.batch_size):
-            chunk = slice(start, start + self.batch_size)
-            scores += self._cosine(self._preprocess(arrays[chunk]), prompts[chunk]).cpu().tolist()
-        return scores
 
     def differentiable_score(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         """HPSv2.1 as a differentiable function of the pixels, for reward gradients (e.g. through a VAE decoder).
@@ -392,7 +353,7 @@ class HPSv2Reward:
             ).clamp(0.0, 1.0)
         top, left = (size - height) // 2, (size - width) // 2
         pixels = torch.nn.functional.pad(pixels, (left, size - width - left, top, size - height - top), value=0.0)
-        return self._cosine(normalize_openai_clip(pixels), prompts)
+        return self._score(normalize_openai_clip(pixels), prompts)
 
     def __repr__(self) -> str:
         name = getattr(self.model, "name_or_path", "") or type(self.model).__name__

@@ -52,12 +52,11 @@ from negopt.rewards._checkpoint import (
 from negopt.rewards._common import (
     HubOptions,
     check_batch_size,
-    check_call,
     check_pixel_tensor,
     normalize_openai_clip,
-    resolve_device,
     warn_if_training,
 )
+from negopt.rewards._preference import PreferenceReward
 from negopt.rewards.aesthetic import AestheticMLP
 
 __all__ = [
@@ -274,7 +273,7 @@ def _shortest_side_size(height: int, width: int, size: int) -> tuple[int, int]:
     return size, int(size * width / height)
 
 
-class ImageRewardReward:
+class ImageRewardReward(PreferenceReward):
     """ImageReward of each image against its prompt: BLIP + an MLP head trained on human rankings (about -2 to 2).
 
     Loads the authors' checkpoint onto transformers classes (see the module docstring); no ``image-reward`` package
@@ -353,24 +352,6 @@ class ImageRewardReward:
         if device is not None:
             self.to(device)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def image_size(self) -> int:
-        return int(self.model.config.vision_config.image_size)
-
-    def to(self, device: str | torch.device) -> ImageRewardReward:
-        """Move the model to ``device``; returns self."""
-        self.model.to(resolve_device(device))
-        return self
-
-    def preprocess(self, images) -> torch.Tensor:
-        """ImageReward's transform: ``(N, 3, S, S)`` float32 pixel values on the CPU."""
-        arrays, _ = check_call(images, None, None, need_prompts=False)
-        return self._preprocess(arrays)
-
     def _preprocess(self, arrays: list[np.ndarray]) -> torch.Tensor:
         if not arrays:
             return torch.empty(0, 3, self.image_size, self.image_size)
@@ -387,26 +368,6 @@ class ImageRewardReward:
             input_ids=text["input_ids"].to(self.device),
             attention_mask=text["attention_mask"].to(self.device),
         )
-
-    @torch.no_grad()
-    def __call__(self, images=None, prompts=None, negative_prompts=None, **kwargs) -> list[float]:
-        """Score each image against its prompt.
-
-        Args:
-            images: A batch of images (PIL list, numpy ``(N, H, W, C)`` or torch ``(N, C, H, W)`` in [0, 1]).
-            prompts: One prompt per image (cut at 35 BERT tokens, as ImageReward does).
-            negative_prompts: Ignored (checked for length).
-            **kwargs: Ignored, so every reward takes the same call.
-
-        Returns:
-            One float per image, standardised (about -2 to 2; higher is better).
-        """
-        arrays, prompts = check_call(images, prompts, negative_prompts, need_prompts=True)
-        scores: list[float] = []
-        for start in range(0, len(arrays), self.batch_size):
-            chunk = slice(start, start + self.batch_size)
-            scores += self._score(self._preprocess(arrays[chunk]), prompts[chunk]).cpu().tolist()
-        return scores
 
     def differentiable_score(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         """ImageReward as a differentiable function of the pixels, for reward gradients (ReFL-style training).
